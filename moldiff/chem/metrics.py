@@ -200,12 +200,14 @@ def judge(mol: Chem.Mol | None) -> Judgement | None:
         return None
     elements = mol_elements(mol)
     j = Judgement(elements=elements)
-    j.has_bonds = mol.GetNumBonds() > 0 or mol.GetNumAtoms() == 1
+    pos = mol_positions(mol)
+    # Bonds are the molecule's own when it has any, or when it has no coordinates (a graph, e.g. SMILES "C");
+    # a 3D structure without bonds (XYZ) has no bond information.
+    j.has_bonds = mol.GetNumBonds() > 0 or pos is None
     if j.has_bonds:
         j.sanitises = _sanitises(mol)
         ok = charge_stable_atoms(mol)
         j.charge_stable_atoms, j.charge_stable = int(ok.sum()), bool(ok.all())
-    pos = mol_positions(mol)
     if pos is not None and len(elements):
         judge_protocol(elements, pos, j)
     elif j.has_bonds and j.sanitises:
