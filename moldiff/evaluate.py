@@ -14,16 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from moldiff.chem.io import read_molecules
+from moldiff.chem.io import atomic_write, read_molecules
 from moldiff.chem.metrics import evaluate, evaluate_judgements, judge, judge_protocol
 from moldiff.chem.reference import Reference, load_reference
 
@@ -108,16 +106,7 @@ def _jsonable(obj):
 
 def write_json(data: dict, path: Path) -> None:
     """Write ``data`` as JSON atomically (temp file in the same directory + ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(_jsonable(data), handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, (json.dumps(_jsonable(data), indent=2) + "\n").encode())
 
 
 def format_report(result: dict) -> str:

@@ -128,6 +128,11 @@ def _xyz_atom_line(line: str) -> str | None:
     return None
 
 
+def _is_count_line(line: str) -> bool:
+    parts = line.split()
+    return len(parts) == 1 and parts[0].isdigit()
+
+
 def _read_xyz(text: str, max_atoms: int) -> tuple[list[tuple[int, Chem.Mol]], list[str]]:
     lines = text.replace("\r\n", "\n").split("\n")
     records, errors = [], []
@@ -137,14 +142,13 @@ def _read_xyz(text: str, max_atoms: int) -> tuple[list[tuple[int, Chem.Mol]], li
             i += 1
             continue
         number += 1
-        head = lines[i].split()
-        if len(head) != 1 or not head[0].isdigit():
+        if not _is_count_line(lines[i]):
             errors.append(f"record {number} (line {i + 1}): expected an atom count, got {lines[i].strip()!r}")
             i += 1  # resynchronise on the next line that is a lone integer
-            while i < len(lines) and not (len(lines[i].split()) == 1 and lines[i].split()[0].isdigit()):
+            while i < len(lines) and not _is_count_line(lines[i]):
                 i += 1
             continue
-        n = int(head[0])
+        n = int(lines[i])
         label = f"record {number} (line {i + 1})"
         if n > max_atoms:
             errors.append(f"{label}: {n} atoms, more than the limit of {max_atoms}")
@@ -153,10 +157,16 @@ def _read_xyz(text: str, max_atoms: int) -> tuple[list[tuple[int, Chem.Mol]], li
         body = lines[i + 2:i + 2 + n]
         comment = lines[i + 1].strip() if i + 1 < len(lines) else ""
         if len(body) < n or any(not line.strip() for line in body):
+            # a blank line inside the atom block or the end of the file
             errors.append(f"{label}: truncated, {n} atoms announced but fewer atom lines follow")
             i += 2 + n
             continue
         bad = [(k, why) for k, line in enumerate(body) if (why := _xyz_atom_line(line))]
+        if bad and _is_count_line(body[bad[0][0]]):  # the next record starts early: this one is cut short
+            k = bad[0][0]
+            errors.append(f"{label}: truncated, {n} atoms announced but only {k} atom lines before the next record")
+            i += 2 + k
+            continue
         if bad:
             k, why = bad[0]
             errors.append(f"{label}: line {i + 3 + k}: {why}")
@@ -243,13 +253,25 @@ def write_molecules(mols: Sequence[Chem.Mol | None], path: str | os.PathLike) ->
                 chunks.append(convert(mol))
             except (ValueError, RuntimeError) as exc:
                 messages.append(f"{path}: molecule {k}: {exc}")
+    atomic_write(path, "".join(chunks).encode("utf-8"))
+    return len(chunks), messages
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same directory, then ``os.replace``.
+
+    The file gets the usual permissions (0666 minus the umask), not the temporary file's 0600.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write("".join(chunks))
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return len(chunks), messages

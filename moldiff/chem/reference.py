@@ -10,12 +10,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from moldiff.chem.io import atomic_write
 
 LENGTH_EDGES = np.linspace(0.0, 4.0, 4001)    # Å, 0.001 Å bins
 ANGLE_EDGES = np.linspace(0.0, 180.0, 1801)   # degrees, 0.1° bins
@@ -78,15 +79,7 @@ class Reference:
         arrays |= {f"ang/{k}": v for k, v in self.bond_angles.items()}
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(buf.getvalue())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> "Reference":

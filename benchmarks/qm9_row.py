@@ -1,0 +1,175 @@
+"""Reproduce the published QM9 row (EDM protocol) on real QM9 test molecules and explain the failures.
+
+    python benchmarks/qm9_row.py [-n 10000] [--seed 0]
+
+A fixed random subset of the test split (``numpy.random.default_rng(seed)``) is judged with the distance
+protocol. Writes ``benchmarks/results/qm9_row.json`` (figures, wall time) and ``qm9_row.md`` (table and
+the kinds of failing molecules). Failures are classified against the chemically correct structure that
+``rdDetermineBonds`` perceives from the same DFT geometry.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from rdkit import Chem, rdBase
+
+from moldiff.chem.metrics import evaluate_judgements, judge_protocol
+from moldiff.chem.perceive import perceive_mol
+from moldiff.chem.protocol import BOND_LENGTHS_PM, MARGINS_PM
+from moldiff.chem.reference import load_reference
+from moldiff.evaluate import qm9_sample, write_json
+
+PUBLISHED = {"atom_stability": 0.990, "molecule_stability": 0.952, "validity": 0.977}
+RESULTS = Path(__file__).resolve().parent / "results"
+NITRO = Chem.MolFromSmarts("[N+](=O)[O-]")
+
+
+def classify(elements, pos, order) -> tuple[str, str]:
+    """(kind, detail) of a molecule the protocol finds unstable, judged against the perceived molecule."""
+    true_mol, error = perceive_mol(elements, pos)
+    if error is not None:
+        return "perception failed", error
+    true_order = np.zeros_like(order)
+    for b in true_mol.GetBonds():
+        i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
+        true_order[i, j] = true_order[j, i] = {1.0: 1, 1.5: 4, 2.0: 2, 3.0: 3}[b.GetBondTypeAsDouble()]
+    charged = [a for a in true_mol.GetAtoms() if a.GetFormalCharge()]
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    if charged:
+        if true_mol.HasSubstructMatch(NITRO):
+            return "charged: nitro group", "N+(=O)O- needs N valence 4, the protocol allows 3"
+        kinds = "".join(sorted({f"{a.GetSymbol()}{'+' if a.GetFormalCharge() > 0 else '-'}" for a in charged}))
+        return "charged: zwitterion / charged group", kinds
+    extra = np.argwhere(np.triu((order > 0) & (true_order == 0), 1))
+    missing = np.argwhere(np.triu((order == 0) & (true_order > 0), 1))
+    if len(extra):
+        i, j = extra[0]
+        return "extra bond: non-bonded atoms closer than single + 10 pm", \
+            f"{elements[i]}...{elements[j]} {d[i, j]:.3f} Å"
+    if len(missing):
+        i, j = missing[0]
+        return "missing bond: bond longer than single + 10 pm", f"{elements[i]}-{elements[j]} {d[i, j]:.3f} Å"
+    Chem.Kekulize(true_mol, clearAromaticFlags=True)
+    for b in true_mol.GetBonds():
+        i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
+        t = int(b.GetBondTypeAsDouble())
+        if order[i, j] != t:
+            pair = frozenset((elements[i], elements[j]))
+            lengths = BOND_LENGTHS_PM.get(pair, (0, 0, 0))
+            ring = "aromatic ring" if b.GetBeginAtom().GetIsAromatic() or true_mol.GetRingInfo().NumBondRings(b.GetIdx()) else "chain"
+            thr = lengths[t - 1] + MARGINS_PM[t - 1] if t <= 3 and lengths[t - 1] else None
+            return (f"order misread: {'lower' if order[i, j] < t else 'higher'} than the Kekulé order",
+                    f"{elements[i]}-{elements[j]} order {t} read as {order[i, j]} at {d[i, j]:.3f} Å "
+                    f"(threshold {thr} pm, {ring})")
+    return "order misread: other (resonance form differs)", ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-n", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    records = qm9_sample("test", args.n, args.seed)
+    t_read = time.perf_counter() - t0
+    reference = load_reference("qm9")
+    t1 = time.perf_counter()
+    judgements = [judge_protocol(r.elements, r.pos) for r in records]
+    result = evaluate_judgements(judgements, reference)
+    t_eval = time.perf_counter() - t1
+
+    heavy = [(np.array([e != "H" for e in j.elements]), j) for j in judgements]
+    ok_atoms = [j.order.sum(axis=1) for j in judgements]
+    from moldiff.chem.protocol import stable_atoms
+    per_mol = [stable_atoms(j.elements, v) for j, v in zip(judgements, ok_atoms)]
+    variants = {
+        "atom_stability_heavy_atoms_only": sum(int(s[h].sum()) for (h, _), s in zip(heavy, per_mol))
+        / sum(int(h.sum()) for h, _ in heavy),
+        "atom_stability_mean_over_molecules": float(np.mean([s.mean() for s in per_mol])),
+    }
+
+    kinds_unstable, kinds_invalid, examples = Counter(), Counter(), {}
+    with rdBase.BlockLogs():
+        for r, j in zip(records, judgements):
+            if j.stable and j.valid:
+                continue
+            kind, detail = classify(list(r.elements), r.pos, j.order)
+            if not j.stable:
+                kinds_unstable[kind] += 1
+            if not j.valid:
+                kinds_invalid[kind] += 1
+            examples.setdefault(kind, []).append({"qm9_index": r.index, "smiles": r.smiles, "detail": detail})
+
+    m = result["metrics"]
+    row = {k: m[k]["value"] for k in PUBLISHED}
+    out = {
+        "command": f"python benchmarks/qm9_row.py -n {args.n} --seed {args.seed}",
+        "selection": f"numpy.random.default_rng({args.seed}).choice of {len(records)} QM9 test-split molecules",
+        "published": PUBLISHED,
+        "measured": row,
+        "difference_points": {k: round(100 * (row[k] - PUBLISHED[k]), 2) for k in PUBLISHED},
+        "metrics": m,
+        "variants": variants,
+        "failures": {"unstable": dict(kinds_unstable.most_common()), "invalid": dict(kinds_invalid.most_common()),
+                     "examples": {k: v[:5] for k, v in examples.items()}},
+        "wall_time_s": {"read": round(t_read, 2), "evaluate": round(t_eval, 2)},
+        "machine": f"{platform.machine()} {platform.processor() or ''}, 2 shared CPU cores".strip(),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_json(out, RESULTS / "qm9_row.json")
+    (RESULTS / "qm9_row.md").write_text(markdown(out, len(records)))
+    print((RESULTS / "qm9_row.md").read_text())
+
+
+def markdown(out: dict, n: int) -> str:
+    m = out["metrics"]
+    lines = [
+        f"# QM9 row, EDM protocol, {n:,} real test molecules",
+        "",
+        f"`{out['command']}` — {out['selection']}. Evaluation took {out['wall_time_s']['evaluate']} s "
+        f"(reading QM9 {out['wall_time_s']['read']} s) on {out['machine']}.",
+        "",
+        "| metric | measured | 95 % interval | count | published | difference (points) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for k, pub in out["published"].items():
+        lo, hi = m[k]["ci95"]
+        lines.append(f"| {k.replace('_', ' ')} | {100 * m[k]['value']:.2f} % | {100 * lo:.2f}–{100 * hi:.2f} | "
+                     f"{m[k]['count']}/{m[k]['total']} | {100 * pub:.1f} % | {out['difference_points'][k]:+.2f} |")
+    for k in ("connected_validity", "uniqueness", "novelty"):
+        if "value" in m[k]:
+            lines.append(f"| {k.replace('_', ' ')} | {100 * m[k]['value']:.2f} % | "
+                         f"{100 * m[k]['ci95'][0]:.2f}–{100 * m[k]['ci95'][1]:.2f} | {m[k]['count']}/{m[k]['total']} | | |")
+    for k in ("atom_type_tv", "bond_length_w1", "bond_angle_w1"):
+        if "value" in m[k]:
+            lines.append(f"| {k.replace('_', ' ')} (vs train) | {m[k]['value']:.4f} {m[k].get('unit', '')} | | | | |")
+    v = out["variants"]
+    lines += [
+        "",
+        f"Other readings of atom stability: heavy atoms only {100 * v['atom_stability_heavy_atoms_only']:.2f} %, "
+        f"mean over molecules {100 * v['atom_stability_mean_over_molecules']:.2f} %.",
+        "",
+        "## Why real molecules fail the protocol",
+        "",
+        "Each failing molecule is compared with the structure `rdDetermineBonds` perceives from the same DFT "
+        "geometry (bond orders + formal charges), and filed under the first difference found.",
+        "",
+        "| kind | unstable molecules | invalid molecules | example (QM9 index, SMILES, detail) |",
+        "|---|---|---|---|",
+    ]
+    f = out["failures"]
+    for kind in sorted(set(f["unstable"]) | set(f["invalid"]), key=lambda k: -f["unstable"].get(k, 0)):
+        ex = f["examples"][kind][0]
+        lines.append(f"| {kind} | {f['unstable'].get(kind, 0)} | {f['invalid'].get(kind, 0)} | "
+                     f"{ex['qm9_index']} `{ex['smiles']}` {ex['detail']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

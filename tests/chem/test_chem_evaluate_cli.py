@@ -1,0 +1,90 @@
+"""``moldiff evaluate`` through ``moldiff.evaluate.run`` with parsed namespaces."""
+import argparse
+import json
+
+import pytest
+from rdkit import Chem
+
+from moldiff.chem.io import write_molecules
+from moldiff.chem.reference import build_reference
+from moldiff.evaluate import add_arguments, run
+
+from .conftest import embed
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="moldiff evaluate")
+    add_arguments(parser)
+    return parser.parse_args([str(a) for a in argv])
+
+
+@pytest.fixture()
+def sdf(tmp_path):
+    path = tmp_path / "mols.sdf"
+    write_molecules([embed(s)[2] for s in ["CCO", "CC(=O)O", "C#N"]], path)
+    return path
+
+
+def test_sdf_report_and_json(sdf, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    assert run(parse(sdf, "--reference", "none", "--json", out)) == 0
+    text = capsys.readouterr().out
+    assert "molecule stability (protocol)" in text and "novelty: no reference given" in text
+    data = json.loads(out.read_text())
+    assert data["n_molecules"] == 3 and data["n_3d"] == 3
+    assert data["metrics"]["charge_molecule_stability"]["count"] == 3   # the SDF's own bonds are right
+    assert data["source"]["files"][0]["molecules"] == 3
+
+
+def test_smiles_file_skips_3d_metrics(tmp_path, capsys):
+    path = tmp_path / "in.smi"
+    path.write_text("CCO\nc1ccccc1\nC(C)(C)(C)(C)C\n")
+    assert run(parse(path, "--reference", "none")) == 0
+    text = capsys.readouterr().out
+    assert "skipped:" in text and "atom stability (protocol): no molecule has 3D coordinates" in text
+    assert "sanitises as given" in text
+
+
+def test_partly_bad_input_still_exits_zero(sdf, tmp_path, capsys):
+    bad = tmp_path / "bad.xyz"
+    bad.write_text("2\nx\nC 0 0 0\nZz 1 0 0\n")
+    assert run(parse(sdf, bad, tmp_path / "missing.sdf", "--reference", "none")) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "bad.xyz: record 1" in err[0] and "missing.sdf" in err[1]
+    assert "Traceback" not in "".join(err)
+
+
+def test_nothing_readable_exits_nonzero(tmp_path, capsys):
+    empty = tmp_path / "empty.xyz"
+    empty.write_text("")
+    assert run(parse(empty, "--reference", "none")) == 1
+    err = capsys.readouterr().err
+    assert "empty file" in err and "no molecule could be read" in err
+    assert run(parse("--reference", "none")) == 1
+
+
+def test_cached_reference_is_used(sdf, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MOLDIFF_DATA", str(tmp_path / "data"))
+    train = [embed(s, seed=1) for s in ["CCO", "CC=O"]]
+    build_reference([(e, p, None) for e, p, _ in train], "qm9-train").save(
+        tmp_path / "data" / "cache" / "qm9_train_reference_v1.npz")
+    out = tmp_path / "r.json"
+    assert run(parse(sdf, "--json", out)) == 0
+    data = json.loads(out.read_text())
+    assert data["reference"] == "qm9-train"
+    assert data["metrics"]["novelty"]["total"] >= 1 and "value" in data["metrics"]["bond_length_w1"]
+
+
+def test_chem_modules_do_not_import_torch():
+    import ast
+    from pathlib import Path
+
+    import moldiff.chem
+    import moldiff.evaluate
+
+    files = list(Path(moldiff.chem.__file__).parent.glob("*.py")) + [Path(moldiff.evaluate.__file__)]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n == "torch" or n.startswith("torch.") for n in names), path
