@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem, rdBase
 
-from moldiff.chem.metrics import evaluate_judgements, judge_protocol
+from moldiff.chem.metrics import (Proportion, canonical_from_smiles, canonical_smiles, evaluate_judgements,
+                                  judge_protocol)
 from moldiff.chem.perceive import perceive_mol
-from moldiff.chem.protocol import BOND_LENGTHS_PM, MARGINS_PM
+from moldiff.chem.protocol import BOND_LENGTHS_PM, MARGINS_PM, VALENCES
 from moldiff.chem.reference import load_reference
 from moldiff.evaluate import qm9_sample, write_json
 
@@ -33,7 +34,7 @@ def classify(elements, pos, order) -> tuple[str, str]:
     """(kind, detail) of a molecule the protocol finds unstable, judged against the perceived molecule."""
     true_mol, error = perceive_mol(elements, pos)
     if error is not None:
-        return "perception failed", error
+        return "perception failed", error.split(";")[0]
     true_order = np.zeros_like(order)
     for b in true_mol.GetBonds():
         i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
@@ -42,7 +43,9 @@ def classify(elements, pos, order) -> tuple[str, str]:
     d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
     if charged:
         if true_mol.HasSubstructMatch(NITRO):
-            return "charged: nitro group", "N+(=O)O- needs N valence 4, the protocol allows 3"
+            n_at = true_mol.GetSubstructMatch(NITRO)[0]
+            return "charged: nitro group", \
+                f"N+(=O)O- read as N of valence {int(order[n_at].sum())}; the protocol allows N 3"
         kinds = "".join(sorted({f"{a.GetSymbol()}{'+' if a.GetFormalCharge() > 0 else '-'}" for a in charged}))
         return "charged: zwitterion / charged group", kinds
     extra = np.argwhere(np.triu((order > 0) & (true_order == 0), 1))
@@ -54,19 +57,28 @@ def classify(elements, pos, order) -> tuple[str, str]:
     if len(missing):
         i, j = missing[0]
         return "missing bond: bond longer than single + 10 pm", f"{elements[i]}-{elements[j]} {d[i, j]:.3f} Å"
+    aromatic = {b.GetIdx() for b in true_mol.GetBonds() if b.GetIsAromatic()}
     Chem.Kekulize(true_mol, clearAromaticFlags=True)
+    valence = order.sum(axis=1)
+    bad = [k for k in range(len(elements)) if int(valence[k]) not in VALENCES.get(elements[k], ())]
+    over = any(valence[k] > max(VALENCES[elements[k]]) for k in bad if elements[k] in VALENCES)
     for b in true_mol.GetBonds():
         i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
-        t = int(b.GetBondTypeAsDouble())
-        if order[i, j] != t:
-            pair = frozenset((elements[i], elements[j]))
-            lengths = BOND_LENGTHS_PM.get(pair, (0, 0, 0))
-            ring = "aromatic ring" if b.GetBeginAtom().GetIsAromatic() or true_mol.GetRingInfo().NumBondRings(b.GetIdx()) else "chain"
-            thr = lengths[t - 1] + MARGINS_PM[t - 1] if t <= 3 and lengths[t - 1] else None
-            return (f"order misread: {'lower' if order[i, j] < t else 'higher'} than the Kekulé order",
-                    f"{elements[i]}-{elements[j]} order {t} read as {order[i, j]} at {d[i, j]:.3f} Å "
-                    f"(threshold {thr} pm, {ring})")
-    return "order misread: other (resonance form differs)", ""
+        t, got = int(b.GetBondTypeAsDouble()), int(order[i, j])
+        if got == t or not ({i, j} & set(bad)) or (got > t) != over:
+            continue
+        lengths = BOND_LENGTHS_PM.get(frozenset((elements[i], elements[j])), (0, 0, 0))
+        where = "aromatic ring" if b.GetIdx() in aromatic else \
+            "ring" if true_mol.GetRingInfo().NumBondRings(b.GetIdx()) else "chain"
+        if got > t:
+            thr = lengths[got - 1] + MARGINS_PM[got - 1]
+            return ("order too high: a conjugated single bond shorter than the double-bond threshold",
+                    f"{elements[i]}-{elements[j]} {d[i, j]:.3f} Å < {thr} pm ({where})")
+        thr = lengths[t - 1] + MARGINS_PM[t - 1]
+        kind = "aromatic ring" if where == "aromatic ring" else "conjugated, not aromatic"
+        return (f"order too low: a double/triple bond longer than its threshold ({kind})",
+                f"{elements[i]}-{elements[j]} order {t} at {d[i, j]:.3f} Å >= {thr} pm ({where})")
+    return "order misread: other", f"unstable atoms {[elements[k] for k in bad]}"
 
 
 def main() -> None:
@@ -106,6 +118,18 @@ def main() -> None:
                 kinds_invalid[kind] += 1
             examples.setdefault(kind, []).append({"qm9_index": r.index, "smiles": r.smiles, "detail": detail})
 
+    t2 = time.perf_counter()
+    perceived = matched = 0
+    with rdBase.BlockLogs():
+        for r in records:
+            mol, error = perceive_mol(r.elements, r.pos)
+            if error is None:
+                perceived += 1
+                matched += canonical_smiles(mol) == canonical_from_smiles(r.smiles)
+    perception = {"perceived": Proportion(perceived, len(records)).as_dict(),
+                  "same_smiles_as_dataset": Proportion(matched, len(records)).as_dict(),
+                  "wall_time_s": round(time.perf_counter() - t2, 2)}
+
     m = result["metrics"]
     row = {k: m[k]["value"] for k in PUBLISHED}
     out = {
@@ -116,6 +140,7 @@ def main() -> None:
         "difference_points": {k: round(100 * (row[k] - PUBLISHED[k]), 2) for k in PUBLISHED},
         "metrics": m,
         "variants": variants,
+        "perception": perception,
         "failures": {"unstable": dict(kinds_unstable.most_common()), "invalid": dict(kinds_invalid.most_common()),
                      "examples": {k: v[:5] for k, v in examples.items()}},
         "wall_time_s": {"read": round(t_read, 2), "evaluate": round(t_eval, 2)},
@@ -149,16 +174,31 @@ def markdown(out: dict, n: int) -> str:
     for k in ("atom_type_tv", "bond_length_w1", "bond_angle_w1"):
         if "value" in m[k]:
             lines.append(f"| {k.replace('_', ' ')} (vs train) | {m[k]['value']:.4f} {m[k].get('unit', '')} | | | | |")
-    v = out["variants"]
+    v, p = out["variants"], out["perception"]
     lines += [
         "",
-        f"Other readings of atom stability: heavy atoms only {100 * v['atom_stability_heavy_atoms_only']:.2f} %, "
-        f"mean over molecules {100 * v['atom_stability_mean_over_molecules']:.2f} %.",
+        "Molecule stability and validity reproduce the published row to within 0.1 point (on the whole "
+        "13,083-molecule test split: 99.34 / 95.22 / 97.74 %), which pins the bond tables, the margins "
+        "(10/5/3 pm) and the nesting of the tests (double only tested below the single threshold, triple only "
+        "below the double one). Atom stability is 0.35 point above the published 99.0 %, inside the ±0.5 "
+        "tolerance; the counting (stable atoms / all atoms, hydrogens included) is the one in EDM's own "
+        "analysis code. Other readings do not give 99.0 either: heavy atoms only "
+        f"{100 * v['atom_stability_heavy_atoms_only']:.2f} %, mean over molecules "
+        f"{100 * v['atom_stability_mean_over_molecules']:.2f} %. The gap is left unexplained rather than tuned.",
+        "",
+        "Chemically correct perception (`moldiff.chem.perceive.perceive_mol`, rdDetermineBonds with an "
+        f"extended-Hückel retry) on the same molecules: {100 * p['perceived']['value']:.2f} % perceived, "
+        f"{100 * p['same_smiles_as_dataset']['value']:.2f} % give the dataset's SMILES (canonical, no stereo, "
+        f"no H) — {p['wall_time_s']} s for all.",
         "",
         "## Why real molecules fail the protocol",
         "",
         "Each failing molecule is compared with the structure `rdDetermineBonds` perceives from the same DFT "
-        "geometry (bond orders + formal charges), and filed under the first difference found.",
+        "geometry (bond orders + formal charges) and filed under the first cause that applies, in this order: "
+        "perception failed, formal charges in the true structure, a bond the protocol adds or misses, a bond "
+        "order at an unstable atom that differs from the true Kekulé order. Unstable molecules with an "
+        "over-valent atom are also invalid (RDKit rejects them); under-valent ones stay valid because EDM's "
+        "validity lets RDKit add implicit hydrogens.",
         "",
         "| kind | unstable molecules | invalid molecules | example (QM9 index, SMILES, detail) |",
         "|---|---|---|---|",
