@@ -176,8 +176,8 @@ def judge_protocol(elements: Sequence[str], pos: np.ndarray, judgement: Judgemen
     j.has_3d, j.order, j.pos = True, order, np.asarray(pos, dtype=np.float64)
     j.stable_atoms, j.stable = int(ok.sum()), bool(ok.all())
     i, k = np.nonzero(np.triu(order, 1))
-    mol = build_mol(elements, pos, [(a, b, order[a, b]) for a, b in zip(i, k)], implicit_hydrogens=True)
-    try:
+    try:  # build_mol refuses unknown elements and non-finite coordinates: such a structure is not valid
+        mol = build_mol(elements, pos, [(a, b, order[a, b]) for a, b in zip(i, k)], implicit_hydrogens=True)
         Chem.SanitizeMol(mol)
         j.valid = True
     except (ValueError, RuntimeError):
@@ -195,8 +195,8 @@ def judge_protocol(elements: Sequence[str], pos: np.ndarray, judgement: Judgemen
 
 @quiet
 def judge(mol: Chem.Mol | None) -> Judgement | None:
-    """All per-molecule figures of ``mol`` (``None`` in, ``None`` out)."""
-    if mol is None:
+    """All per-molecule figures of ``mol``; ``None`` (a failure everywhere) for ``None`` or an empty molecule."""
+    if mol is None or mol.GetNumAtoms() == 0:
         return None
     elements = mol_elements(mol)
     j = Judgement(elements=elements)

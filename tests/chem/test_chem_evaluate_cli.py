@@ -88,3 +88,30 @@ def test_chem_modules_do_not_import_torch():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not any(n == "torch" or n.startswith("torch.") for n in names), path
+
+
+def test_dataset_mode(qm9_test_sample, monkeypatch, tmp_path, capsys):
+    calls = []
+
+    def fake_sample(split, n, seed):
+        calls.append((split, n, seed))
+        return qm9_test_sample[:n]
+
+    monkeypatch.setattr("moldiff.evaluate.qm9_sample", fake_sample)
+    out = tmp_path / "qm9.json"
+    assert run(parse("--dataset", "qm9", "--split", "test", "-n", "200", "--reference", "none", "--json", out)) == 0
+    assert calls == [("test", 200, 0)]
+    data = json.loads(out.read_text())
+    assert data["source"]["dataset"] == "qm9" and data["n_molecules"] == 200
+    assert data["metrics"]["molecule_stability"]["value"] > 0.8
+    assert "of qm9 test" in capsys.readouterr().out
+
+
+def test_structures_with_unknown_elements_or_nan_are_invalid_not_errors():
+    import numpy as np
+
+    from moldiff.chem.metrics import evaluate_structures
+
+    m = evaluate_structures([(["C", "Xx"], np.zeros((2, 3)) + [[0, 0, 0], [1.5, 0, 0]]),
+                             (["C", "O"], np.array([[0, 0, 0], [np.nan, 0, 0]]))])["metrics"]
+    assert m["validity"]["count"] == 0 and m["molecule_stability"]["count"] == 0
