@@ -23,7 +23,8 @@ import numpy as np
 
 from moldiff.chem.io import atomic_write, read_molecules
 from moldiff.chem.metrics import evaluate, evaluate_judgements, judge, judge_protocol
-from moldiff.chem.reference import Reference, load_reference
+from moldiff.chem.build import mol_elements, mol_positions
+from moldiff.chem.reference import Reference, load_reference, reference_path
 
 LABELS = {
     "atom_stability": "atom stability (protocol)",
@@ -58,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, metavar="PATH", help="write all figures to this JSON file")
 
 
-def qm9_sample(split: str = "test", n: int | None = None, seed: int = 0):
+def qm9_sample(split: str = "test", n: int | None = None, seed: int = 0) -> list:
     """RawMolecules of a QM9 split in file order; with ``n``, a fixed random subset (``default_rng(seed)``)."""
     from moldiff.data.raw import iter_qm9, split_positions
 
@@ -156,7 +157,6 @@ def run(args: argparse.Namespace) -> int:
             _err(message)
         n_errors += len(errors)
         judgements += [judge(m) for m in mols]
-        from moldiff.chem.build import mol_elements, mol_positions
         structures += [(mol_elements(m), p) for m in mols if (p := mol_positions(m)) is not None]
         source.setdefault("files", []).append({"path": str(name), "molecules": len(mols), "errors": len(errors)})
     if not judgements:
@@ -166,6 +166,9 @@ def run(args: argparse.Namespace) -> int:
     reference: Reference | None = None
     if args.reference != "none":
         try:
+            if not reference_path(args.reference).exists():
+                _err(f"moldiff evaluate: computing the {args.reference} training reference once "
+                     f"(about two minutes), cached in {reference_path(args.reference).parent}")
             reference = load_reference(args.reference)
         except (OSError, ValueError) as exc:
             _err(f"moldiff evaluate: reference {args.reference!r} unavailable ({exc}); novelty and distances skipped")

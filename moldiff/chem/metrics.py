@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from rdkit import Chem, rdBase
@@ -38,7 +38,7 @@ is 3-valent. Any (element, charge) not listed makes the atom unstable.
 """
 
 
-def quiet(fn):
+def quiet(fn: Callable) -> Callable:
     """Run ``fn`` with RDKit's log messages blocked (failures are results here, not news)."""
 
     @functools.wraps(fn)
@@ -258,7 +258,8 @@ DEFINITIONS: dict[str, str] = {
     "validity": "protocol (3D), EDM: the distance-rule molecule (implicit H allowed) sanitises / molecules; "
                 "its SMILES is the largest fragment's",
     "connected_validity": "protocol (3D): valid and a single fragment / molecules",
-    "uniqueness": "unique canonical SMILES / valid molecules",
+    "uniqueness": "unique canonical SMILES / valid molecules; the SMILES is the protocol's largest fragment for "
+                  "3D molecules, else that of the molecule's own bonds",
     "novelty": "unique valid SMILES not among the training-split SMILES / unique valid SMILES",
     "sanitises_as_given": "own bonds and charges: the molecule as given sanitises / molecules with bonds",
     "charge_atom_stability": "own bonds and charges: atoms whose valence is allowed for (element, charge) / atoms",

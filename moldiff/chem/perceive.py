@@ -13,7 +13,7 @@ import sys
 from typing import Iterator, Sequence
 
 import numpy as np
-from rdkit import Chem
+from rdkit import Chem, rdBase
 from rdkit.Chem import rdDetermineBonds
 
 from moldiff.chem.build import build_mol
@@ -75,9 +75,11 @@ def perceive_mol(
     coordinates of the wrong shape or not finite).
     """
     base = build_mol(elements, pos, [])
-    connected, done, error = _attempt(base, charge, hueckel=False)
+    with rdBase.BlockLogs():  # failures are reported in the returned error, not on the console
+        connected, done, error = _attempt(base, charge, hueckel=False)
     if done is None and hueckel_fallback:
-        connected2, done2, error2 = _attempt(base, charge, hueckel=True)
+        with rdBase.BlockLogs():
+            connected2, done2, error2 = _attempt(base, charge, hueckel=True)
         if done2 is not None:
             return done2, None
         if connected2.GetNumBonds():

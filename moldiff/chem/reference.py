@@ -156,11 +156,16 @@ def qm9_train_records(limit: int | None = None) -> Iterable[tuple[tuple[str, ...
             yield rec.elements, rec.pos, rec.smiles
 
 
-def load_reference(name: str = "qm9", *, rebuild: bool = False) -> Reference:
-    """The named reference (only ``qm9``: its training split), computed on first use and cached."""
+def reference_path(name: str = "qm9") -> Path:
+    """Cache file of the named reference (only ``qm9``, its training split)."""
     if name != "qm9":
         raise ValueError(f"unknown reference {name!r} (known: qm9)")
-    path = cache_dir() / f"qm9_train_reference_v{CACHE_VERSION}.npz"
+    return cache_dir() / f"qm9_train_reference_v{CACHE_VERSION}.npz"
+
+
+def load_reference(name: str = "qm9", *, rebuild: bool = False) -> Reference:
+    """The named reference (only ``qm9``: its training split), computed on first use and cached."""
+    path = reference_path(name)
     if path.exists() and not rebuild:
         try:
             return Reference.load(path)
