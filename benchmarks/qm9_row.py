@@ -118,17 +118,19 @@ def main() -> None:
                 kinds_invalid[kind] += 1
             examples.setdefault(kind, []).append({"qm9_index": r.index, "smiles": r.smiles, "detail": detail})
 
-    t2 = time.perf_counter()
-    perceived = matched = 0
-    with rdBase.BlockLogs():
+    perception = {}
+    for fallback in (False, True):
+        t2 = time.perf_counter()
+        perceived = matched = 0
         for r in records:
-            mol, error = perceive_mol(r.elements, r.pos)
+            mol, error = perceive_mol(r.elements, r.pos, hueckel_fallback=fallback)
             if error is None:
                 perceived += 1
                 matched += canonical_smiles(mol) == canonical_from_smiles(r.smiles)
-    perception = {"perceived": Proportion(perceived, len(records)).as_dict(),
-                  "same_smiles_as_dataset": Proportion(matched, len(records)).as_dict(),
-                  "wall_time_s": round(time.perf_counter() - t2, 2)}
+        perception["hueckel_fallback" if fallback else "distance_connectivity_only"] = {
+            "perceived": Proportion(perceived, len(records)).as_dict(),
+            "same_smiles_as_dataset": Proportion(matched, len(records)).as_dict(),
+            "wall_time_s": round(time.perf_counter() - t2, 2)}
 
     m = result["metrics"]
     row = {k: m[k]["value"] for k in PUBLISHED}
@@ -144,7 +146,7 @@ def main() -> None:
         "failures": {"unstable": dict(kinds_unstable.most_common()), "invalid": dict(kinds_invalid.most_common()),
                      "examples": {k: v[:5] for k, v in examples.items()}},
         "wall_time_s": {"read": round(t_read, 2), "evaluate": round(t_eval, 2)},
-        "machine": f"{platform.machine()} {platform.processor() or ''}, 2 shared CPU cores".strip(),
+        "machine": " ".join(filter(None, [platform.machine(), platform.processor()])) + ", 2 shared CPU cores",
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_json(out, RESULTS / "qm9_row.json")
@@ -174,7 +176,8 @@ def markdown(out: dict, n: int) -> str:
     for k in ("atom_type_tv", "bond_length_w1", "bond_angle_w1"):
         if "value" in m[k]:
             lines.append(f"| {k.replace('_', ' ')} (vs train) | {m[k]['value']:.4f} {m[k].get('unit', '')} | | | | |")
-    v, p = out["variants"], out["perception"]
+    v, p = out["variants"], out["perception"]["hueckel_fallback"]
+    p0 = out["perception"]["distance_connectivity_only"]
     lines += [
         "",
         "Molecule stability and validity reproduce the published row to within 0.1 point (on the whole "
@@ -189,7 +192,10 @@ def markdown(out: dict, n: int) -> str:
         "Chemically correct perception (`moldiff.chem.perceive.perceive_mol`, rdDetermineBonds with an "
         f"extended-Hückel retry) on the same molecules: {100 * p['perceived']['value']:.2f} % perceived, "
         f"{100 * p['same_smiles_as_dataset']['value']:.2f} % give the dataset's SMILES (canonical, no stereo, "
-        f"no H) — {p['wall_time_s']} s for all.",
+        f"no H) — {p['wall_time_s']} s for all. Distance connectivity alone (covalent radii × 1.3; 1.2 and 1.4 "
+        f"give the same) perceives {100 * p0['perceived']['value']:.2f} % and matches "
+        f"{100 * p0['same_smiles_as_dataset']['value']:.2f} %: the Hückel retry rescues the strained and "
+        "charged molecules where fixed radii leave an atom with a valence RDKit cannot satisfy.",
         "",
         "## Why real molecules fail the protocol",
         "",
