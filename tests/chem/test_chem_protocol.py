@@ -91,3 +91,19 @@ def test_permuted_copy_gives_same_answers():
     b = judge_protocol([elements[k] for k in perm], pos[perm])
     assert (a.stable_atoms, a.stable, a.valid, a.smiles) == (b.stable_atoms, b.stable, b.valid, b.smiles)
     np.testing.assert_array_equal(a.order[np.ix_(perm, perm)], b.order)
+
+
+def test_protocol_mol_is_unsanitised_with_implicit_hydrogens_allowed():
+    from rdkit import Chem
+
+    from moldiff.chem.build import mol_positions
+    from moldiff.chem.protocol import protocol_mol
+
+    elements, pos, _ = embed("CC")
+    drop = elements.index("H")
+    keep = [k for k in range(len(elements)) if k != drop]
+    mol = protocol_mol([elements[k] for k in keep], pos[keep])
+    assert mol.GetNumAtoms() == 7 and mol.GetNumBonds() == 6
+    np.testing.assert_allclose(mol_positions(mol), pos[keep])
+    Chem.SanitizeMol(mol)
+    assert sum(a.GetNumImplicitHs() for a in mol.GetAtoms()) == 1   # the missing H comes back implicitly
