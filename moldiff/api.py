@@ -1,0 +1,37 @@
+"""The Python API: load a generator, sample RDKit molecules with 3D conformers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from rdkit import Chem
+
+from moldiff.model import Generator
+from moldiff.pretrained import pretrained_path
+from moldiff.sample import generate
+
+
+def load_pretrained(name: str = "qm9", device: str | torch.device | None = None) -> Generator:
+    """A model shipped with moldiff, by name (``"qm9"``), with its EMA weights."""
+    return load(pretrained_path(name), device)
+
+
+def load(path: str | Path, device: str | torch.device | None = None) -> Generator:
+    """A generator from a checkpoint file written by ``moldiff train``."""
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return Generator.from_checkpoint(path, device=dev)
+
+
+def sample(n: int, model: Generator | str = "qm9", *, steps: int | None = None, seed: int = 0,
+           n_atoms: int | None = None, deterministic: bool = False, keep_invalid: bool = True,
+           batch_size: int = 100, progress: bool = False) -> list[Chem.Mol]:
+    """Sample ``n`` molecules; ``model`` is a Generator, a pretrained name or a checkpoint path.
+
+    Each ``Mol`` has a 3D conformer and the property ``moldiff_valid``; with ``keep_invalid=False``
+    samples RDKit cannot sanitise are left out (so fewer than ``n`` may come back).
+    """
+    if isinstance(model, str):
+        model = load(model) if Path(model).suffix == ".pt" else load_pretrained(model)
+    mols = generate(model, n, steps=steps, seed=seed, n_atoms=n_atoms, deterministic=deterministic,
+                    batch_size=batch_size, progress=progress)
+    return mols if keep_invalid else [m for m in mols if m.GetIntProp("moldiff_valid")]

@@ -1,0 +1,39 @@
+"""Checkpoints: plain data (config, statistics, tensors), written atomically, loaded with weights_only."""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from moldiff.io_utils import atomic_path
+
+FORMAT = "moldiff-checkpoint-1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or not a moldiff checkpoint."""
+
+
+def save_checkpoint(blob: dict, path: str | Path) -> None:
+    """Write ``blob`` (tagged with the format) to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, **blob}, tmp)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint as data only (``weights_only=True``); a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a moldiff checkpoint")
+    return blob

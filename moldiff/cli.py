@@ -1,0 +1,168 @@
+"""``moldiff`` command line: train, sample, evaluate. Bad input ends in one line on stderr and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """A problem with what the user asked for: reported in one line, never as a traceback."""
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _writable(path: Path) -> None:
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise UserError(f"cannot write {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"cannot write {path}: directory {parent} is not writable")
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a directory")
+
+
+# ---------------------------------------------------------------- train
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model on QM9 (resumable; runs under torchrun for DDP)")
+    p.add_argument("--preset", help="named configuration: tiny, edm, qm9-bonds (default tiny)")
+    p.add_argument("--config", type=Path, help="TOML file: optional 'preset = ...' and [features] [model] "
+                   "[schedule] [train] tables overriding it")
+    p.add_argument("--run-dir", type=Path, default=Path("runs/default"), help="checkpoint + metrics folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
+    p.add_argument("--max-steps", type=_positive, help="stop after this many optimisation steps in total")
+    p.add_argument("--max-hours", type=float, help="stop after this many hours of this invocation")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA where present)")
+    p.add_argument("--data-dir", type=Path, help=f"processed-data cache (default: $MOLDIFF_DATA or data/cache)")
+    p.add_argument("--limit", type=_positive, help="use only the first N QM9 molecules (smoke tests)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_train(args) -> int:
+    from moldiff.checkpoint import CheckpointError
+    from moldiff.config import load_config
+    from moldiff.train import Trainer
+
+    try:
+        cfg = None if args.resume else load_config(args.preset, args.config)
+        trainer = Trainer(cfg, args.run_dir, args.data_dir, args.limit, args.device, args.resume,
+                          progress=not args.no_progress)
+    except (ValueError, CheckpointError, FileNotFoundError) as err:
+        raise UserError(str(err)) from None
+    state = trainer.fit(args.max_steps, args.max_hours)
+    if trainer.rank == 0:
+        print(f"step {state.step}, epoch {state.epoch}, {state.hours:.3f} h; checkpoint "
+              f"{args.run_dir / 'checkpoint.pt'}")
+    return 0
+
+
+# ---------------------------------------------------------------- sample
+def add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="generate molecules (SDF, XYZ or SMILES by suffix; optional PNG grid)")
+    p.add_argument("-n", "--num", type=int, default=10, help="number of molecules (10)")
+    p.add_argument("-o", "--output", type=Path, default=Path("molecules.sdf"), help="output .sdf/.xyz/.smi")
+    p.add_argument("--checkpoint", help="checkpoint file (default: the built-in 'qm9' model)")
+    p.add_argument("--steps", type=int, help="sampler steps S ≤ T (default: all T)")
+    p.add_argument("--ddim", action="store_true", help="deterministic DDIM-style sampler")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0); the same seed gives the same molecules")
+    p.add_argument("--atoms", type=int, help="atoms per molecule (default: drawn from the training p(N))")
+    p.add_argument("--batch-size", type=int, default=100, help="molecules per batch (100)")
+    p.add_argument("--valid-only", action="store_true", help="write only molecules that RDKit sanitises")
+    p.add_argument("--png", type=Path, help="also draw a grid of the molecules to this PNG file")
+    p.add_argument("--device", help="cpu, cuda … (default: CUDA where present)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run_sample(args) -> int:
+    import torch
+    from rdkit import Chem
+
+    from moldiff.api import load, load_pretrained
+    from moldiff.chem.io import file_format, write_molecules
+    from moldiff.checkpoint import CheckpointError
+    from moldiff.sample import generate_batches
+
+    if args.num <= 0:
+        raise UserError(f"-n must be a positive number of molecules, got {args.num}")
+    if file_format(args.output) is None:
+        raise UserError(f"{args.output}: unknown output type {args.output.suffix!r} (use .sdf, .xyz or .smi)")
+    _writable(args.output)
+    if args.png:
+        if args.png.suffix.lower() != ".png":
+            raise UserError(f"--png {args.png}: the picture must be a .png file")
+        _writable(args.png)
+    try:
+        gen = load(args.checkpoint, args.device) if args.checkpoint else load_pretrained("qm9", args.device)
+        if args.steps is not None and not 1 <= args.steps <= gen.chain.T:
+            raise ValueError(f"--steps must be between 1 and {gen.chain.T}, got {args.steps}")
+        mols: list = []
+        partial = args.output.with_name(args.output.name + ".partial" + args.output.suffix)
+        for batch in generate_batches(gen, args.num, steps=args.steps, seed=args.seed, n_atoms=args.atoms,
+                                      batch_size=args.batch_size, deterministic=args.ddim,
+                                      progress=not args.no_progress):
+            mols.extend(m for m in batch if not args.valid_only or m.GetIntProp("moldiff_valid"))
+            write_molecules(mols, partial)  # a crash loses at most the batch in flight
+        written, skipped = write_molecules(mols, args.output)
+        partial.unlink(missing_ok=True)
+    except (ValueError, CheckpointError, FileNotFoundError) as err:
+        raise UserError(str(err)) from None
+    for message in skipped:
+        print(message, file=sys.stderr)
+    n_valid = sum(m.GetIntProp("moldiff_valid") for m in mols)
+    print(f"wrote {written} molecules to {args.output} ({n_valid} of them sanitise in RDKit)")
+    if args.png:
+        from moldiff.draw import draw_grid
+        draw_grid(mols, args.png)
+        print(f"drew {min(len(mols), 100)} molecules to {args.png}")
+    return 0
+
+
+# ---------------------------------------------------------------- evaluate
+def add_evaluate(sub) -> None:
+    from moldiff import evaluate
+
+    p = sub.add_parser("evaluate", help="score molecules: stability, validity, uniqueness, novelty, distances")
+    evaluate.add_arguments(p)
+
+
+def run_evaluate(args) -> int:
+    from moldiff import evaluate
+
+    return evaluate.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moldiff", description="3D molecule generation with graph diffusion")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_train(sub)
+    add_sample(sub)
+    add_evaluate(sub)
+    return parser
+
+
+RUNNERS = {"train": run_train, "sample": run_sample, "evaluate": run_evaluate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return RUNNERS[args.command](args)
+    except UserError as err:
+        print(f"moldiff {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"moldiff {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

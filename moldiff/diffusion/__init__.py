@@ -1,0 +1,1 @@
+"""The Gaussian diffusion chain over molecular graphs; it knows nothing of the network."""

@@ -1,0 +1,234 @@
+"""The Gaussian Markov chain over (x, h, e): forward marginals, posteriors, losses, bound and samplers.
+
+Continuous-time EDM notation on an integer grid t = 0..T: z_t = α_t x + σ_t ε with α_t² + σ_t² = 1.
+From t down to any s < t: α_{t|s} = α_t/α_s, σ²_{t|s} = σ_t² − α_{t|s}² σ_s², and the posterior
+q(z_s | z_t, x) = N(α_{t|s} σ_s²/σ_t² z_t + α_s σ²_{t|s}/σ_t² x, σ²_{t|s} σ_s²/σ_t² I). With s = t − 1 this is
+the DDPM posterior of DESIGN.md §1. Coordinates live on the zero centre-of-mass subspace: their noise is
+projected and their Gaussian terms count (N − 1)·3 degrees of freedom.
+
+The network is any callable ``model(state_t, t, graph) -> State`` of ε predictions, with t in [0, 1]
+per molecule; the chain never looks inside it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator
+
+import torch
+
+from moldiff.diffusion.schedule import NoiseSchedule
+from moldiff.diffusion.state import Graph, State, per_graph_sum, remove_mean
+
+EpsModel = Callable[[State, torch.Tensor, Graph], State]
+
+
+def _rows(kind: str, graph: Graph) -> torch.Tensor:
+    """The molecule of each row of a field: atoms for x and h, pairs for e."""
+    return graph.pair_batch if kind == "e" else graph.batch
+
+
+def sample_noise(template: State, graph: Graph, generator: torch.Generator | None = None) -> State:
+    """Standard normal noise shaped like ``template``; the coordinate part projected to zero CoM."""
+    def draw(t: torch.Tensor, kind: str) -> torch.Tensor:
+        z = torch.randn(t.shape, generator=generator, device=t.device, dtype=t.dtype)
+        return remove_mean(z, graph.batch, graph.num_graphs) if kind == "x" else z
+    return template.map(draw)
+
+
+def dof(state: State, graph: Graph) -> dict[str, torch.Tensor]:
+    """Degrees of freedom per molecule and field: (N − 1)·3 for x, N·F for h, P·B for e."""
+    n = graph.n_atoms.to(state.x.dtype)
+    out = {"x": (n - 1) * state.x.shape[1], "h": n * state.h.shape[1]}
+    if state.e is not None:
+        n_pairs = torch.bincount(graph.pair_batch, minlength=graph.num_graphs).to(state.x.dtype)
+        out["e"] = n_pairs * state.e.shape[1]
+    return out
+
+
+class DiffusionChain:
+    """The chain of one noise schedule, shared by every field of the state."""
+
+    def __init__(self, schedule: NoiseSchedule):
+        self.schedule = schedule
+        self.T = schedule.T
+
+    # ----- forward -------------------------------------------------------------------------------
+    def _expand(self, per_graph: torch.Tensor, kind: str, graph: Graph) -> torch.Tensor:
+        return per_graph[_rows(kind, graph)].unsqueeze(-1)
+
+    def q_sample(self, x0: State, t: torch.Tensor, eps: State, graph: Graph) -> State:
+        """z_t = α_t x + σ_t ε for integer t per molecule (the forward marginal in one shot)."""
+        a, s = self.schedule.alpha(t, x0.x.dtype), self.schedule.sigma(t, x0.x.dtype)
+        return State(*(None if f is None else self._expand(a, k, graph) * f + self._expand(s, k, graph) * n
+                       for f, n, k in zip(x0, eps, "xhe")))
+
+    def q_step(self, z_prev: State, t: torch.Tensor, graph: Graph, generator=None) -> State:
+        """One forward step z_{t−1} → z_t: N(α_{t|t−1} z_{t−1}, σ²_{t|t−1} I)."""
+        a_ts, s_ts = self.transition(t, t - 1, z_prev.x.dtype)
+        noise = sample_noise(z_prev, graph, generator)
+        return State(*(None if f is None else self._expand(a_ts, k, graph) * f + self._expand(s_ts, k, graph) * n
+                       for f, n, k in zip(z_prev, noise, "xhe")))
+
+    def transition(self, t: torch.Tensor, s: torch.Tensor, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """α_{t|s} and σ_{t|s} of q(z_t | z_s) for s < t, computed in float64."""
+        a2t, a2s = self.schedule.alpha2.to(t.device)[t], self.schedule.alpha2.to(t.device)[s]
+        a2_ts = a2t / a2s
+        s2_ts = (1.0 - a2t) - a2_ts * (1.0 - a2s)
+        return a2_ts.sqrt().to(dtype), s2_ts.clamp_min(0).sqrt().to(dtype)
+
+    # ----- posterior -----------------------------------------------------------------------------
+    def posterior(self, z_t: State, x0: State, t: torch.Tensor, s: torch.Tensor, graph: Graph
+                  ) -> tuple[State, torch.Tensor]:
+        """Mean (a State) and per-molecule std of q(z_s | z_t, x) for s < t."""
+        sched = self.schedule
+        a2t, a2s = sched.alpha2.to(t.device)[t], sched.alpha2.to(t.device)[s]
+        s2t, s2s = 1.0 - a2t, 1.0 - a2s
+        a2_ts = a2t / a2s
+        s2_ts = s2t - a2_ts * s2s
+        c_z = (a2_ts.sqrt() * s2s / s2t).to(z_t.x.dtype)
+        c_x = (a2s.sqrt() * s2_ts / s2t).to(z_t.x.dtype)
+        std = (s2_ts * s2s / s2t).clamp_min(0).sqrt().to(z_t.x.dtype)
+        mean = State(*(None if z is None else self._expand(c_z, k, graph) * z + self._expand(c_x, k, graph) * x
+                       for z, x, k in zip(z_t, x0, "xhe")))
+        return mean, std
+
+    def predict_x0(self, z_t: State, eps: State, t: torch.Tensor, graph: Graph) -> State:
+        """x̂ = (z_t − σ_t ε̂)/α_t."""
+        a, s = self.schedule.alpha(t, z_t.x.dtype), self.schedule.sigma(t, z_t.x.dtype)
+        return State(*(None if z is None else (z - self._expand(s, k, graph) * n) / self._expand(a, k, graph)
+                       for z, n, k in zip(z_t, eps, "xhe")))
+
+    # ----- training objective --------------------------------------------------------------------
+    def squared_error(self, eps: State, eps_hat: State, graph: Graph) -> dict[str, torch.Tensor]:
+        """Per molecule and field: Σ (ε − ε̂)² over the field's entries."""
+        return {k: per_graph_sum((a - b) ** 2, _rows(k, graph), graph.num_graphs)
+                for a, b, k in zip(eps, eps_hat, "xhe") if a is not None}
+
+    def loss(self, model: EpsModel, x0: State, graph: Graph, weights: dict[str, float] | None = None,
+             generator: torch.Generator | None = None, t: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """L_simple per molecule: Σ_fields w_f · mean over the field's degrees of freedom of (ε − ε̂)².
+
+        ``t`` defaults to uniform integers in [0, T] per molecule. Returns (loss per molecule, the
+        per-field mean squared errors per molecule).
+        """
+        weights = weights or {}
+        if t is None:
+            t = torch.randint(0, self.T + 1, (graph.num_graphs,), generator=generator, device=x0.x.device)
+        eps = sample_noise(x0, graph, generator)
+        z_t = self.q_sample(x0, t, eps, graph)
+        eps_hat = model(z_t, t.to(x0.x.dtype) / self.T, graph)
+        sq = self.squared_error(eps, eps_hat, graph)
+        d = dof(x0, graph)
+        mse = {k: sq[k] / d[k].clamp_min(1) for k in sq}
+        total = sum(weights.get(k, 1.0) * v for k, v in mse.items())
+        return total, mse
+
+    # ----- variational bound ---------------------------------------------------------------------
+    def diffusion_term(self, model: EpsModel, x0: State, graph: Graph, t: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """L_{t−1} = KL(q(z_{t−1}|z_t,x) ‖ p_θ(z_{t−1}|z_t)) = ½ (SNR_{t−1}/SNR_t − 1) ‖ε − ε̂‖² for t ≥ 1,
+        with the model's variance equal to the posterior's."""
+        eps = sample_noise(x0, graph, generator)
+        z_t = self.q_sample(x0, t, eps, graph)
+        eps_hat = model(z_t, t.to(x0.x.dtype) / self.T, graph)
+        sq = sum(self.squared_error(eps, eps_hat, graph).values())
+        w = 0.5 * (self.schedule.snr(t - 1) / self.schedule.snr(t) - 1.0)
+        return w.to(sq.dtype) * sq
+
+    def prior_kl(self, x0: State, graph: Graph) -> torch.Tensor:
+        """L_T = KL(q(z_T | x) ‖ N(0, I)) per molecule, on (N − 1)·3 coordinate dimensions."""
+        T = torch.full((graph.num_graphs,), self.T, dtype=torch.long, device=x0.x.device)
+        a2 = self.schedule.alpha2.to(x0.x.device)[T]
+        s2 = 1.0 - a2
+        d = sum(dof(x0, graph).values()).double()
+        mean_sq = sum(per_graph_sum(f.double() ** 2, _rows(k, graph), graph.num_graphs)
+                      for f, k in zip(x0, "xhe") if f is not None)
+        return (0.5 * (d * s2 + a2 * mean_sq - d - d * torch.log(s2))).to(x0.x.dtype)
+
+    def reconstruction(self, model: EpsModel, x0: State, graph: Graph, categorical: list[tuple[str, slice, float]],
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """L_0 = −log p(x, h, e | z_0) per molecule: Gaussian for x on (N − 1)·3 dimensions; for each
+        categorical block (field, columns, scale) the probability mass of its one-hot bin (±½ around the
+        unscaled value), normalised over the classes; continuous feature columns not named are scored as
+        Gaussians like x."""
+        t0 = torch.zeros(graph.num_graphs, dtype=torch.long, device=x0.x.device)
+        eps = sample_noise(x0, graph, generator)
+        z0 = self.q_sample(x0, t0, eps, graph)
+        eps_hat = model(z0, t0.to(x0.x.dtype), graph)
+        a0, s0 = self.schedule.alpha(t0, torch.float64)[0], self.schedule.sigma(t0, torch.float64)[0]
+        sq = self.squared_error(eps, eps_hat, graph)
+        d = dof(x0, graph)
+        nll = 0.5 * sq["x"].double() + d["x"].double() * (0.5 * math.log(2 * math.pi) + torch.log(s0 / a0))
+        x_hat = self.predict_x0(z0, eps_hat, t0, graph)
+        covered: dict[str, list[int]] = {"h": [], "e": []}
+        for field, cols, scale in categorical:
+            target = getattr(x0, field)[:, cols].double() / scale
+            pred = getattr(x_hat, field)[:, cols].double() / scale
+            std = (s0 / a0) / scale
+            centred = pred - 1.0
+            log_mass = torch.log(torch.special.ndtr((centred + 0.5) / std) - torch.special.ndtr((centred - 0.5) / std)
+                                 + 1e-10)
+            log_prob = log_mass - torch.logsumexp(log_mass, dim=1, keepdim=True)
+            nll = nll - per_graph_sum(log_prob * target, _rows(field, graph), graph.num_graphs)
+            covered[field].extend(range(*cols.indices(getattr(x0, field).shape[1])))
+        for field in ("h", "e"):
+            f = getattr(x0, field)
+            if f is None:
+                continue
+            rest = [c for c in range(f.shape[1]) if c not in covered[field]]
+            if rest:
+                err = ((getattr(eps, field)[:, rest] - getattr(eps_hat, field)[:, rest]) ** 2).double()
+                n_rows = torch.bincount(_rows(field, graph), minlength=graph.num_graphs).double() * len(rest)
+                nll = nll + 0.5 * per_graph_sum(err, _rows(field, graph), graph.num_graphs) + n_rows * (
+                    0.5 * math.log(2 * math.pi) + torch.log(s0 / a0))
+        return nll.to(x0.x.dtype)
+
+    # ----- sampling ------------------------------------------------------------------------------
+    def timesteps(self, steps: int | None = None) -> list[int]:
+        """Descending timesteps T = τ_S > … > τ_1 > 0 for an S-step sampler (S = T: every step)."""
+        steps = self.T if steps is None else steps
+        if not 1 <= steps <= self.T:
+            raise ValueError(f"steps must be between 1 and {self.T}, got {steps}")
+        grid = torch.linspace(self.T, 0, steps + 1).round().long().tolist()
+        return sorted(set(grid), reverse=True)
+
+    def sample_iter(self, model: EpsModel, template: State, graph: Graph, steps: int | None = None,
+                    deterministic: bool = False, generator: torch.Generator | None = None
+                    ) -> Iterator[tuple[int, State]]:
+        """Run the reverse chain from z_T ~ N(0, I); yields (t, z_t) after each step and finally (−1, x̂).
+
+        Ancestral: z_s ~ q(z_s | z_t, x̂) with the posterior of the jump t → s (exact DDPM when S = T).
+        Deterministic (DDIM, η = 0): z_s = α_s x̂ + σ_s ε̂.
+        """
+        z = sample_noise(template, graph, generator)
+        grid = self.timesteps(steps)
+        G = graph.num_graphs
+        dev = template.x.device
+        for t_int, s_int in zip(grid[:-1], grid[1:]):
+            t = torch.full((G,), t_int, dtype=torch.long, device=dev)
+            s = torch.full((G,), s_int, dtype=torch.long, device=dev)
+            eps_hat = model(z, t.to(z.x.dtype) / self.T, graph)
+            x_hat = self.predict_x0(z, eps_hat, t, graph)
+            if deterministic:
+                a_s, s_s = self.schedule.alpha(s, z.x.dtype), self.schedule.sigma(s, z.x.dtype)
+                z = State(*(None if xh is None else self._expand(a_s, k, graph) * xh + self._expand(s_s, k, graph) * n
+                            for xh, n, k in zip(x_hat, eps_hat, "xhe")))
+            else:
+                mean, std = self.posterior(z, x_hat, t, s, graph)
+                noise = sample_noise(z, graph, generator)
+                z = State(*(None if m is None else m + self._expand(std, k, graph) * n
+                            for m, n, k in zip(mean, noise, "xhe")))
+            z = State(remove_mean(z.x, graph.batch, G), z.h, z.e)
+            yield s_int, z
+        t0 = torch.zeros(G, dtype=torch.long, device=dev)
+        eps_hat = model(z, t0.to(z.x.dtype), graph)
+        x_hat = self.predict_x0(z, eps_hat, t0, graph)
+        yield -1, State(remove_mean(x_hat.x, graph.batch, G), x_hat.h, x_hat.e)
+
+    def sample(self, model: EpsModel, template: State, graph: Graph, steps: int | None = None,
+               deterministic: bool = False, generator: torch.Generator | None = None) -> State:
+        """The final x̂ of :meth:`sample_iter`."""
+        for _, out in self.sample_iter(model, template, graph, steps, deterministic, generator):
+            pass
+        return out

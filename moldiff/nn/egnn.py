@@ -1,0 +1,108 @@
+"""E(n)-equivariant graph network (Satorras et al. 2021) predicting ε for coordinates, atoms and pairs.
+
+The network knows nothing of noise: it maps (x, h, e, t, graph) to three outputs, the coordinate output
+E(3)-equivariant and centre-of-mass free, the atom and pair outputs invariant. Messages run over the
+complete graph of each molecule (both directions of every pair); the first layer of the edge MLP is
+linear in [h_i, h_j, d², d₀², e_ij], so its atom parts are computed once per atom and gathered per edge.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch_geometric.utils import scatter
+
+from moldiff.diffusion.state import Graph, State, remove_mean
+
+
+@dataclass(frozen=True)
+class EGNNConfig:
+    """Width, depth and the EDM options of the network."""
+
+    hidden: int = 256
+    layers: int = 9
+    edge_hidden: int = 64  # width of the pair state, used only when pair features are in the chain
+    attention: bool = True
+    tanh: bool = True
+    coords_range: float = 15.0
+    norm_factor: float = 1.0  # sum aggregation divided by this constant
+
+
+class EGNNLayer(nn.Module):
+    """One equivariant message-passing layer updating h, x and (optionally) the pair state e."""
+
+    def __init__(self, cfg: EGNNConfig, with_pairs: bool):
+        super().__init__()
+        H, He = cfg.hidden, cfg.edge_hidden
+        self.cfg = cfg
+        self.lin_recv = nn.Linear(H, H)
+        self.lin_send = nn.Linear(H, H, bias=False)
+        self.lin_dist = nn.Linear(2, H, bias=False)
+        self.lin_pair = nn.Linear(He, H, bias=False) if with_pairs else None
+        self.edge_out = nn.Linear(H, H)
+        self.att = nn.Linear(H, 1) if cfg.attention else None
+        self.node_mlp = nn.Sequential(nn.Linear(2 * H, H), nn.SiLU(), nn.Linear(H, H))
+        last = nn.Linear(H, 1, bias=False)
+        nn.init.xavier_uniform_(last.weight, gain=0.001)
+        self.coord_mlp = nn.Sequential(nn.Linear(H, H), nn.SiLU(), last)
+        self.pair_mlp = nn.Sequential(nn.Linear(H, He), nn.SiLU(), nn.Linear(He, He)) if with_pairs else None
+        self.act = nn.SiLU()
+
+    def forward(self, h: torch.Tensor, x: torch.Tensor, e: torch.Tensor | None, pair_index: torch.Tensor,
+                d0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        i, j = pair_index
+        P = i.numel()
+        recv = torch.cat([i, j])  # edge k: message from send[k] to recv[k]
+        send = torch.cat([j, i])
+        diff = x[i] - x[j]  # (P, 3)
+        d2 = (diff * diff).sum(-1, keepdim=True)
+        pair_part = self.lin_dist(torch.cat([d2, d0], dim=1))
+        if self.lin_pair is not None:
+            pair_part = pair_part + self.lin_pair(e)
+        pre = self.lin_recv(h)[recv] + self.lin_send(h)[send] + pair_part.repeat(2, 1)
+        m = self.act(self.edge_out(self.act(pre)))
+        if self.att is not None:
+            m = m * torch.sigmoid(self.att(m))
+        n = h.shape[0]
+        agg = scatter(m, recv, dim=0, dim_size=n, reduce="sum") / self.cfg.norm_factor
+        h_new = h + self.node_mlp(torch.cat([h, agg], dim=1))
+        phi = self.coord_mlp(m)
+        if self.cfg.tanh:
+            phi = torch.tanh(phi) * self.cfg.coords_range
+        unit = diff / (d2.sqrt() + 1.0)
+        rel = torch.cat([unit, -unit])  # x_recv − x_send, normalised
+        x_new = x + scatter(rel * phi, recv, dim=0, dim_size=n, reduce="sum") / self.cfg.norm_factor
+        e_new = e + self.pair_mlp(m[:P] + m[P:]) if self.pair_mlp is not None else None
+        return h_new, x_new, e_new
+
+
+class EGNN(nn.Module):
+    """ε-predictor: (State z_t, t ∈ [0, 1] per molecule, Graph) → State of ε predictions."""
+
+    def __init__(self, cfg: EGNNConfig, h_dim: int, e_dim: int = 0):
+        super().__init__()
+        self.cfg, self.h_dim, self.e_dim = cfg, h_dim, e_dim
+        H = cfg.hidden
+        self.embed_h = nn.Linear(h_dim + 1, H)
+        self.embed_e = nn.Linear(e_dim + 1, cfg.edge_hidden) if e_dim else None
+        self.layers = nn.ModuleList(EGNNLayer(cfg, bool(e_dim)) for _ in range(cfg.layers))
+        self.out_h = nn.Sequential(nn.Linear(H, H), nn.SiLU(), nn.Linear(H, h_dim))
+        self.out_e = nn.Sequential(nn.Linear(cfg.edge_hidden, cfg.edge_hidden), nn.SiLU(),
+                                   nn.Linear(cfg.edge_hidden, e_dim)) if e_dim else None
+
+    def forward(self, z: State, t: torch.Tensor, graph: Graph) -> State:
+        t_atom = t[graph.batch].unsqueeze(1).to(z.h.dtype)
+        h = self.embed_h(torch.cat([z.h, t_atom], dim=1))
+        i, j = graph.pair_index
+        diff0 = z.x[i] - z.x[j]
+        d0 = (diff0 * diff0).sum(-1, keepdim=True)
+        e = None
+        if self.embed_e is not None:
+            e = self.embed_e(torch.cat([z.e, t[graph.pair_batch].unsqueeze(1).to(z.e.dtype)], dim=1))
+        x = z.x
+        for layer in self.layers:
+            h, x, e = layer(h, x, e, graph.pair_index, d0)
+        eps_x = remove_mean(x - z.x, graph.batch, graph.num_graphs)
+        eps_e = self.out_e(e) if self.out_e is not None else None
+        return State(eps_x, self.out_h(h), eps_e)

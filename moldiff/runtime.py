@@ -1,0 +1,35 @@
+"""Process-level tuning for the CPU hot paths."""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_done = False
+
+
+def tune_allocator() -> bool:
+    """Keep freed memory in glibc's heap instead of returning it to the kernel.
+
+    The network allocates and frees the same large edge tensors every step; glibc's defaults serve them
+    with fresh mmap calls and page faults, which cost several times the arithmetic on a small CPU
+    (benchmarks/speed.py measures it). Equivalent to MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<large>.
+    Returns whether the settings were applied (glibc on Linux only).
+    """
+    global _done
+    if _done:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 2**30) == 1
+    except (OSError, AttributeError):
+        return False
+    _done = ok
+    return ok

@@ -1,0 +1,273 @@
+"""Training: Adam, warm-up, gradient clipping, EMA with warm-up, atomic resumable checkpoints, metrics log,
+and DistributedDataParallel under ``torchrun`` (gloo on CPU, NCCL on GPU).
+
+Every random draw of step k (noise, t, rotations) comes from a generator seeded by (seed, rank, k) and the
+data order of epoch n from one seeded by (seed, n), so a run resumed from a checkpoint continues exactly as
+the uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch_geometric.data import Batch
+
+from moldiff.checkpoint import load_checkpoint, save_checkpoint
+from moldiff.config import RunConfig
+from moldiff.data.qm9 import QM9, DatasetStats, load_processed
+from moldiff.diffusion.state import State
+from moldiff.io_utils import atomic_write_text
+from moldiff.model import Generator, build_network
+from moldiff.representation import encode
+from moldiff.runtime import tune_allocator
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """``name`` if given, else CUDA where present, else the CPU."""
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
+    """The generator of one training step: a pure function of (seed, rank, step)."""
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 1_000_003 + rank * 7_919 + step * 104_729) % (2**63 - 1))
+    return g
+
+
+def random_rotations(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """n uniformly random proper rotations (QR of Gaussian matrices, signs fixed, det = +1)."""
+    a = torch.randn(n, 3, 3, generator=generator, device=device)
+    q, r = torch.linalg.qr(a)
+    q = q * torch.sign(torch.diagonal(r, dim1=1, dim2=2)).unsqueeze(1)
+    det = torch.linalg.det(q)
+    q[:, :, 0] = q[:, :, 0] * det.unsqueeze(1)
+    return q
+
+
+class EMA:
+    """Exponential moving average of the weights; with warm-up the decay is min(d, (1+n)/(10+n))."""
+
+    def __init__(self, model: torch.nn.Module, decay: float, warmup: bool):
+        self.decay, self.warmup, self.updates = decay, warmup, 0
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
+        for e, p in zip(self.model.parameters(), model.parameters()):
+            e.lerp_(p.detach(), 1.0 - d)
+
+
+def lr_at(step: int, cfg) -> float:
+    """Linear warm-up to the base learning rate, constant afterwards."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    return cfg.lr
+
+
+def append_metrics(path: Path, row: dict) -> None:
+    """Append one JSON row to the metrics log, rewriting it atomically."""
+    old = path.read_text() if path.exists() else ""
+    atomic_write_text(path, old + json.dumps(row) + "\n")
+
+
+@dataclass
+class RunState:
+    step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+    hours: float = 0.0
+
+
+class Trainer:
+    """One training run in ``run_dir``; ``resume`` continues from its checkpoint."""
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, data_root: str | Path | None = None,
+                 limit: int | None = None, device: str | None = None, resume: bool = False,
+                 progress: bool = True):
+        tune_allocator()
+        self.run_dir = Path(run_dir)
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        self.device = pick_device(device)
+        if self.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        ckpt_path = self.run_dir / CHECKPOINT
+        blob = None
+        if resume:
+            blob = load_checkpoint(ckpt_path)
+            cfg = RunConfig.from_dict(blob["config"])
+        elif ckpt_path.exists():
+            raise ValueError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --run-dir")
+        self.cfg = cfg
+        tc = cfg.train
+        if tc.num_threads:
+            torch.set_num_threads(tc.num_threads)
+        data = load_processed(data_root, limit, progress=progress and self.rank == 0)
+        self.train_set = QM9("train", blob=data)
+        self.val_set = QM9("valid", blob=data)
+        self.stats = DatasetStats.from_blob(data) if blob is None else DatasetStats.from_dict(blob["stats"])
+        torch.manual_seed(tc.seed)
+        self.net = build_network(cfg).to(self.device)
+        self.ema = EMA(self.net, tc.ema_decay, tc.ema_warmup)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.state = RunState()
+        if blob is not None:
+            self.net.load_state_dict(blob["model"])
+            self.ema.model.load_state_dict(blob["ema"])
+            self.ema.updates = int(blob["ema_updates"])
+            self.opt.load_state_dict(blob["optimizer"])
+            self.state = RunState(**blob["run_state"])
+        self.model = self.net
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            self.model = DDP(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.generator = Generator.from_config(cfg, self.stats, self.ema.model)
+        self.chain = self.generator.chain
+        self.weights = dict(tc.loss_weights)
+        self.progress = progress and self.rank == 0
+
+    # ------------------------------------------------------------------------------------------
+    def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
+        """This rank's batches (dataset positions) of one epoch, in a seeded order."""
+        g = torch.Generator().manual_seed(self.cfg.train.seed * 7_777 + epoch)
+        perm = torch.randperm(len(self.train_set), generator=g)
+        bs = self.cfg.train.batch_size
+        per_rank = bs * self.world
+        n_batches = len(perm) // per_rank
+        return [perm[k * per_rank + self.rank:(k + 1) * per_rank:self.world] for k in range(n_batches)]
+
+    def collate(self, idx: torch.Tensor) -> Batch:
+        return Batch.from_data_list([self.train_set[int(i)] for i in idx]).to(self.device)
+
+    def train_step(self, batch: Batch) -> float:
+        """One optimisation step; returns the batch's mean loss."""
+        tc = self.cfg.train
+        g = step_generator(tc.seed, self.rank, self.state.step, self.device)
+        x0, graph = encode(batch, self.cfg.features)
+        if tc.rotate:
+            rot = random_rotations(graph.num_graphs, g, self.device)
+            x0 = State(torch.einsum("nij,nj->ni", rot[graph.batch], x0.x), x0.h, x0.e)
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.state.step, tc)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.bf16):
+            loss, _ = self.chain.loss(self.model, x0, graph, self.weights, generator=g)
+        loss = loss.float().mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {self.state.step}; stopping before it "
+                                     "spoils the checkpoint")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.clip_grad:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), tc.clip_grad)
+        self.opt.step()
+        self.ema.update(self.net)
+        self.state.step += 1
+        return float(loss)
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        """Mean L_simple of the EMA network on a fixed subset of the validation split (fixed noise)."""
+        n = min(self.cfg.train.val_molecules, len(self.val_set))
+        g = torch.Generator(device=self.device).manual_seed(12345)
+        total, count = 0.0, 0
+        for start in range(0, n, 256):
+            batch = Batch.from_data_list([self.val_set[k] for k in range(start, min(n, start + 256))]).to(self.device)
+            x0, graph = encode(batch, self.cfg.features)
+            loss, _ = self.chain.loss(self.ema.model, x0, graph, self.weights, generator=g)
+            total += float(loss.sum())
+            count += graph.num_graphs
+        return total / max(count, 1)
+
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        save_checkpoint({
+            "config": self.cfg.to_dict(), "stats": self.stats.to_dict(),
+            "model": self.net.state_dict(), "ema": self.ema.model.state_dict(), "ema_updates": self.ema.updates,
+            "optimizer": self.opt.state_dict(), "run_state": vars(self.state).copy(),
+            "step": self.state.step, "epoch": self.state.epoch, "hours": self.state.hours,
+        }, self.run_dir / CHECKPOINT)
+
+    def evaluate(self, train_loss: float) -> dict:
+        """Validation loss, and stability/validity of freshly sampled molecules when configured."""
+        row = {"epoch": round(self.state.epoch + self.state.step_in_epoch / max(1, self.steps_per_epoch), 4),
+               "step": self.state.step, "hours": round(self.state.hours, 5), "device": str(self.device),
+               "world_size": self.world, "train_loss": train_loss, "val_loss": self.validation_loss(),
+               "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        tc = self.cfg.train
+        if tc.eval_samples:
+            from moldiff.quality import sample_quality
+            row.update(sample_quality(self.generator, tc.eval_samples, tc.eval_steps, seed=0))
+        return row
+
+    def fit(self, max_steps: int | None = None, max_hours: float | None = None) -> RunState:
+        """Train until the configured epochs, ``max_steps`` (total) or ``max_hours`` (this call) is reached."""
+        from tqdm import tqdm
+
+        tc = self.cfg.train
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            atomic_write_text(self.run_dir / "config.json", json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+        max_steps = max_steps if max_steps is not None else tc.max_steps
+        self.steps_per_epoch = len(self.epoch_batches(0))
+        eval_every = max(1, int(round(tc.eval_every_epochs * self.steps_per_epoch)))
+        total_steps = int(math.ceil(tc.epochs * self.steps_per_epoch))
+        if max_steps is not None:
+            total_steps = min(total_steps, max_steps)
+        start_wall = time.monotonic()
+        last_save = time.monotonic()
+        losses: list[float] = []
+        bar = tqdm(total=total_steps, initial=self.state.step, disable=not self.progress, desc="training",
+                   mininterval=5.0, unit="step")
+        stop = False
+        while self.state.step < total_steps and not stop:
+            batches = self.epoch_batches(self.state.epoch)
+            while self.state.step_in_epoch < len(batches) and not stop:
+                t0 = time.monotonic()
+                losses.append(self.train_step(self.collate(batches[self.state.step_in_epoch])))
+                self.state.step_in_epoch += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", refresh=False)
+                done = self.state.step >= total_steps
+                if self.state.step % eval_every == 0 or done:
+                    self.state.hours += (time.monotonic() - t0) / 3600.0
+                    t0 = time.monotonic()
+                    row = self.evaluate(sum(losses) / len(losses))
+                    losses = []
+                    if self.rank == 0:
+                        append_metrics(self.run_dir / METRICS, row)
+                        bar.write(json.dumps(row))
+                end_of_epoch = self.state.step_in_epoch >= len(batches)
+                if end_of_epoch:
+                    self.state.epoch += 1
+                    self.state.step_in_epoch = 0
+                self.state.hours += (time.monotonic() - t0) / 3600.0
+                out_of_time = max_hours is not None and (time.monotonic() - start_wall) / 3600 >= max_hours
+                stop = done or out_of_time
+                due = (time.monotonic() - last_save) / 60 >= tc.checkpoint_minutes or bool(
+                    tc.checkpoint_steps and self.state.step % tc.checkpoint_steps == 0)
+                if due or stop or end_of_epoch:
+                    self.save()
+                    last_save = time.monotonic()
+        bar.close()
+        if self.world > 1:
+            dist.barrier()
+        return self.state
