@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 _M_TRIM_THRESHOLD = -1
@@ -16,11 +17,14 @@ def tune_allocator() -> bool:
     The network allocates and frees the same large edge tensors every step; glibc's defaults serve them
     with fresh mmap calls and page faults, which cost several times the arithmetic on a small CPU
     (benchmarks/speed.py measures it). Equivalent to MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<large>.
-    Returns whether the settings were applied (glibc on Linux only).
+    Returns whether the settings were applied (glibc on Linux only). ``MOLDIFF_TUNE_ALLOCATOR=0`` in the
+    environment turns it off (benchmarks/speed.py --allocator-ab uses that to measure what it buys).
     """
     global _done
     if _done:
         return True
+    if os.environ.get("MOLDIFF_TUNE_ALLOCATOR", "1") == "0":
+        return False
     if not sys.platform.startswith("linux"):
         return False
     name = ctypes.util.find_library("c")

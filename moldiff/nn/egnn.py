@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch_geometric.utils import scatter
 
 from moldiff.diffusion.state import Graph, State, remove_mean
@@ -27,6 +28,74 @@ class EGNNConfig:
     tanh: bool = True
     coords_range: float = 15.0
     norm_factor: float = 1.0  # sum aggregation divided by this constant
+
+
+# Which implementation the layers run: "fast" (index_select / index_add_, geometry pinned to fp32 under
+# autocast; identical to the reference in fp32), "compiled" (the same function through torch.compile, which
+# fuses the gathers and element-wise ops) or "reference" (the original formulation). A process-wide setting,
+# not part of the config: it never changes the fp32 math, parameters or checkpoints.
+_KERNEL = {"name": "fast"}
+KERNELS = ("reference", "fast", "compiled")
+_COMPILED: dict = {}
+
+
+def set_kernel(name: str) -> str:
+    """Select the layer implementation ("reference", "fast" or "compiled"); returns the previous one."""
+    if name not in KERNELS:
+        raise ValueError(f"unknown EGNN kernel {name!r}; choose from {', '.join(KERNELS)}")
+    old, _KERNEL["name"] = _KERNEL["name"], name
+    return old
+
+
+def get_kernel() -> str:
+    return _KERNEL["name"]
+
+
+def _compiled_layer():
+    if "fn" not in _COMPILED:
+        _COMPILED["fn"] = torch.compile(_layer_math, dynamic=True)
+    return _COMPILED["fn"]
+
+
+def _layer_math(layer: "EGNNLayer", h: torch.Tensor, x: torch.Tensor, e: torch.Tensor | None,
+                pair_index: torch.Tensor, d0: torch.Tensor, recv: torch.Tensor, send: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One layer without Python loops: per-atom first edge layer gathered with index_select, sums with
+    index_add_. Under a bf16 autocast only the wide matrix multiplies run in bf16: distances, the distance
+    embedding, the last (H → 1) coordinate layer, tanh, the coordinate update and the sums over neighbours
+    stay fp32, and so does the atom state's residual stream."""
+    cfg = layer.cfg
+    i, j = pair_index
+    P = i.numel()
+    n = h.shape[0]
+    with torch.autocast(x.device.type, enabled=False):
+        diff = x.index_select(0, i) - x.index_select(0, j)  # (P, 3)
+        d2 = (diff * diff).sum(-1, keepdim=True)
+        pair_part = F.linear(torch.cat([d2, d0], dim=1), layer.lin_dist.weight)
+    if layer.lin_pair is not None:
+        pair_part = pair_part + layer.lin_pair(e)
+    pre = layer.lin_recv(h).index_select(0, recv) + layer.lin_send(h).index_select(0, send) + pair_part.repeat(2, 1)
+    m = F.silu(layer.edge_out(F.silu(pre)))
+    if layer.att is not None:
+        m = m * torch.sigmoid(layer.att(m))
+    with torch.autocast(x.device.type, enabled=False):
+        agg = torch.zeros(n, m.shape[1], dtype=torch.float32, device=m.device).index_add_(0, recv, m.float())
+        if cfg.norm_factor != 1.0:
+            agg = agg / cfg.norm_factor
+    h_new = h + layer.node_mlp(torch.cat([h, agg.to(h.dtype)], dim=1)).to(h.dtype)
+    c = F.silu(layer.coord_mlp[0](m))
+    with torch.autocast(x.device.type, enabled=False):
+        phi = F.linear(c.float(), layer.coord_mlp[2].weight.float())
+        if cfg.tanh:
+            phi = torch.tanh(phi) * cfg.coords_range
+        unit = diff / (d2.sqrt() + 1.0)
+        rel = torch.cat([unit, -unit])  # x_recv − x_send, normalised
+        upd = torch.zeros_like(x).index_add_(0, recv, rel * phi)
+        if cfg.norm_factor != 1.0:
+            upd = upd / cfg.norm_factor
+        x_new = x + upd
+    e_new = e + layer.pair_mlp(m[:P] + m[P:]) if layer.pair_mlp is not None else None
+    return h_new, x_new, e_new
 
 
 class EGNNLayer(nn.Module):
@@ -50,7 +119,20 @@ class EGNNLayer(nn.Module):
         self.act = nn.SiLU()
 
     def forward(self, h: torch.Tensor, x: torch.Tensor, e: torch.Tensor | None, pair_index: torch.Tensor,
+                d0: torch.Tensor, edges: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Same math as :meth:`forward_reference`; ``edges`` = (recv, send) may be passed precomputed."""
+        if edges is None:
+            i, j = pair_index
+            edges = (torch.cat([i, j]), torch.cat([j, i]))
+        if _KERNEL["name"] == "compiled":
+            return _compiled_layer()(self, h, x, e, pair_index, d0, edges[0], edges[1])
+        return _layer_math(self, h, x, e, pair_index, d0, edges[0], edges[1])
+
+    def forward_reference(self, h: torch.Tensor, x: torch.Tensor, e: torch.Tensor | None, pair_index: torch.Tensor,
                 d0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The original, plain formulation (advanced indexing, PyG scatter); kept as the reference the
+        fast path is tested against."""
         i, j = pair_index
         P = i.numel()
         recv = torch.cat([i, j])  # edge k: message from send[k] to recv[k]
@@ -101,8 +183,15 @@ class EGNN(nn.Module):
         if self.embed_e is not None:
             e = self.embed_e(torch.cat([z.e, t[graph.pair_batch].unsqueeze(1).to(z.e.dtype)], dim=1))
         x = z.x
-        for layer in self.layers:
-            h, x, e = layer(h, x, e, graph.pair_index, d0)
+        if _KERNEL["name"] == "reference":
+            for layer in self.layers:
+                h, x, e = layer.forward_reference(h, x, e, graph.pair_index, d0)
+        else:
+            h = h.float()  # the atom state's residual stream stays fp32 under autocast (a no-op in fp32)
+            e = e.float() if e is not None else None
+            edges = (torch.cat([i, j]), torch.cat([j, i]))
+            for layer in self.layers:
+                h, x, e = layer(h, x, e, graph.pair_index, d0, edges)
         eps_x = remove_mean(x - z.x, graph.batch, graph.num_graphs)
         eps_e = self.out_e(e) if self.out_e is not None else None
         return State(eps_x, self.out_h(h), eps_e)
