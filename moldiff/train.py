@@ -180,7 +180,7 @@ class Trainer:
         self.opt.step()
         self.ema.update(self.net)
         self.state.step += 1
-        return float(loss)
+        return float(loss.detach())
 
     @torch.no_grad()
     def validation_loss(self) -> float:
@@ -267,6 +267,8 @@ class Trainer:
                 if due or stop or end_of_epoch:
                     self.save()
                     last_save = time.monotonic()
+                if end_of_epoch:
+                    break  # the next epoch has its own batch order
         bar.close()
         if self.world > 1:
             dist.barrier()

@@ -1,0 +1,135 @@
+"""Training end to end on real QM9 molecules: overfitting, exact resume, checkpoints, DDP (gloo)."""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from moldiff.checkpoint import load_checkpoint
+from moldiff.config import load_config
+from moldiff.representation import encode
+from moldiff.train import Trainer, random_rotations
+
+
+def tiny(**train):
+    cfg = load_config("tiny")
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train))
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("qm9cache")
+
+
+def fixed_loss(trainer: Trainer, molecules) -> float:
+    """L_simple of the trained (non-EMA) network on given molecules with fixed t and noise."""
+    batch = Batch.from_data_list(molecules)
+    x0, graph = encode(batch, trainer.cfg.features)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        losses = [trainer.chain.loss(trainer.net, x0, graph, trainer.weights, generator=g)[0].mean()
+                  for _ in range(20)]
+    return float(torch.stack(losses).mean())
+
+
+def test_tiny_model_overfits_a_handful_of_molecules(tmp_path, data_root):
+    cfg = tiny(batch_size=8, lr=3e-3, ema_decay=0.99, val_molecules=8, eval_every_epochs=1000)
+    trainer = Trainer(cfg, tmp_path / "run", data_root, limit=11, progress=False)
+    molecules = [trainer.train_set[k] for k in range(len(trainer.train_set))]
+    assert len(molecules) == 8
+    before = fixed_loss(trainer, molecules)
+    trainer.fit(max_steps=300)
+    after = fixed_loss(trainer, molecules)
+    assert after < 0.6 * before, (before, after)
+
+
+@pytest.fixture
+def one_thread():
+    """Parallel CPU reductions may sum in a different order from run to run; one thread is bitwise repeatable."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path, data_root, one_thread):
+    cfg = tiny(val_molecules=16, eval_every_epochs=0.5)
+    full = Trainer(cfg, tmp_path / "full", data_root, limit=200, progress=False)
+    full.fit(max_steps=24)  # crosses an epoch boundary (152 training molecules / 16 = 9 steps per epoch)
+    part = Trainer(cfg, tmp_path / "part", data_root, limit=200, progress=False)
+    part.fit(max_steps=13)
+    del part
+    resumed = Trainer(None, tmp_path / "part", data_root, limit=200, resume=True, progress=False)
+    resumed.fit(max_steps=24)
+    a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "part" / "checkpoint.pt")
+    assert a["step"] == b["step"] == 24
+    for key in ("model", "ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), (key, name)
+    rows = [json.loads(line) for line in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [4, 8, 12, 13, 16, 20, 24]
+    assert all(r["val_loss"] > 0 for r in rows)
+
+
+def test_checkpoint_is_data_and_self_contained(tmp_path, data_root):
+    trainer = Trainer(tiny(), tmp_path / "run", data_root, limit=60, progress=False)
+    trainer.fit(max_steps=2)
+    blob = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert {"config", "stats", "model", "ema", "optimizer", "run_state"} <= set(blob)
+    assert blob["config"]["preset"] == "tiny"
+    assert sum(blob["stats"]["n_atoms_hist"]) == len(trainer.train_set)
+
+
+def test_existing_run_needs_resume(tmp_path, data_root):
+    Trainer(tiny(), tmp_path / "run", data_root, limit=60, progress=False).fit(max_steps=1)
+    with pytest.raises(ValueError, match="--resume"):
+        Trainer(tiny(), tmp_path / "run", data_root, limit=60, progress=False)
+
+
+def test_random_rotations_are_proper():
+    r = random_rotations(50, torch.Generator().manual_seed(1), torch.device("cpu"))
+    eye = torch.eye(3).expand(50, 3, 3)
+    assert torch.allclose(r @ r.transpose(1, 2), eye, atol=1e-5)
+    assert torch.allclose(torch.linalg.det(r), torch.ones(50), atol=1e-5)
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, data_root):
+    """SIGKILL in the middle of training: the checkpoint on disk is whole and the run continues."""
+    run = tmp_path / "run"
+    config = tmp_path / "c.toml"
+    config.write_text('preset = "tiny"\n[train]\ncheckpoint_steps = 2\nval_molecules = 8\n')
+    cmd = [sys.executable, "-m", "moldiff", "train", "--config", str(config), "--run-dir", str(run),
+           "--data-dir", str(data_root), "--limit", "200", "--max-steps", "400", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = run / "checkpoint.pt"
+    import time
+    deadline = time.time() + 120
+    while time.time() < deadline and not (ckpt.exists() and load_checkpoint(ckpt)["step"] >= 6):
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    step = load_checkpoint(ckpt)["step"]
+    assert 6 <= step < 400
+    done = subprocess.run(cmd[:-3] + ["--resume", "--max-steps", str(step + 3), "--no-progress"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert load_checkpoint(ckpt)["step"] == step + 3
+
+
+def test_two_process_ddp_step(tmp_path, data_root):
+    """torchrun with two gloo processes trains and writes one checkpoint."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "moldiff", "train", "--preset", "tiny", "--run-dir", str(tmp_path / "ddp"),
+           "--data-dir", str(data_root), "--limit", "200", "--max-steps", "3", "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    blob = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
+    assert blob["step"] == 3
+    rows = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["world_size"] == 2
