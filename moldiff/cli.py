@@ -42,6 +42,7 @@ def add_train(sub) -> None:
     p.add_argument("--max-steps", type=_positive, help="stop after this many optimisation steps in total")
     p.add_argument("--max-hours", type=float, help="stop after this many hours of this invocation")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA where present)")
+    p.add_argument("--threads", type=_positive, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--data-dir", type=Path, help=f"processed-data cache (default: $MOLDIFF_DATA or data/cache)")
     p.add_argument("--limit", type=_positive, help="use only the first N QM9 molecules (smoke tests)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -52,6 +53,9 @@ def run_train(args) -> int:
     from moldiff.config import load_config
     from moldiff.train import Trainer
 
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     try:
         cfg = None if args.resume else load_config(args.preset, args.config)
         trainer = Trainer(cfg, args.run_dir, args.data_dir, args.limit, args.device, args.resume,

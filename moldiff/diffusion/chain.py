@@ -129,6 +129,8 @@ class DiffusionChain:
                        generator: torch.Generator | None = None) -> torch.Tensor:
         """L_{t−1} = KL(q(z_{t−1}|z_t,x) ‖ p_θ(z_{t−1}|z_t)) = ½ (SNR_{t−1}/SNR_t − 1) ‖ε − ε̂‖² for t ≥ 1,
         with the model's variance equal to the posterior's."""
+        if bool((t < 1).any()):
+            raise ValueError("the diffusion terms are defined for t ≥ 1; t = 0 is the reconstruction term")
         eps = sample_noise(x0, graph, generator)
         z_t = self.q_sample(x0, t, eps, graph)
         eps_hat = model(z_t, t.to(x0.x.dtype) / self.T, graph)

@@ -39,7 +39,8 @@ def alpha_bar(cfg: ScheduleConfig) -> np.ndarray:
         f = np.cos((t / (T + 1) + s) / (1 + s) * math.pi / 2) ** 2
         raw = _clip_steps(f / f[0], 0.001)
     elif cfg.kind == "linear":
-        betas = np.linspace(1e-4, 0.02 * 1000 / T, T)
+        # DDPM's 1e-4 … 0.02 over 1000 steps, rescaled to T steps; β capped at 0.999 for very short chains.
+        betas = np.minimum(np.linspace(1e-4, 0.02, T) * 1000 / T, 0.999)
         raw = np.concatenate([[1.0], np.cumprod(1.0 - betas)])
     else:
         raise ValueError(f"unknown noise schedule {cfg.kind!r}; choose from {', '.join(KINDS)}")
