@@ -1,8 +1,6 @@
 """Checkpoints: plain data (config, statistics, tensors), written atomically, loaded with weights_only."""
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -31,9 +29,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
+    except Exception as err:  # noqa: BLE001 - torch.load fails in many ways on foreign bytes; all mean the same
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"cannot read checkpoint {path}: {first}") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a moldiff checkpoint")
     return blob
+
+
+def inference_blob(blob: dict) -> dict:
+    """What sampling needs from a training checkpoint: config, statistics, the EMA weights and the record of
+    how it was trained (steps, epochs, hours); no optimizer, no raw weights."""
+    keep = {k: blob[k] for k in ("config", "stats", "step", "epoch", "hours") if k in blob}
+    weights = blob.get("ema", blob["model"])
+    keep["model"] = {k: v.detach().clone().contiguous() for k, v in weights.items()}
+    return keep

@@ -144,16 +144,38 @@ def run_evaluate(args) -> int:
     return evaluate.run(args)
 
 
+# ---------------------------------------------------------------- export
+def add_export(sub) -> None:
+    p = sub.add_parser("export", help="strip a training checkpoint to the small file sampling needs")
+    p.add_argument("checkpoint", type=Path, help="checkpoint written by moldiff train")
+    p.add_argument("output", type=Path, help="output .pt file (e.g. moldiff/pretrained/qm9.pt)")
+
+
+def run_export(args) -> int:
+    from moldiff.checkpoint import CheckpointError, inference_blob, load_checkpoint, save_checkpoint
+
+    _writable(args.output)
+    try:
+        blob = inference_blob(load_checkpoint(args.checkpoint))
+    except CheckpointError as err:
+        raise UserError(str(err)) from None
+    save_checkpoint(blob, args.output)
+    size = args.output.stat().st_size / 1e6
+    print(f"wrote {args.output} ({size:.1f} MB; step {blob.get('step')}, {blob.get('hours', 0):.2f} h)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moldiff", description="3D molecule generation with graph diffusion")
     sub = parser.add_subparsers(dest="command", required=True)
     add_train(sub)
     add_sample(sub)
     add_evaluate(sub)
+    add_export(sub)
     return parser
 
 
-RUNNERS = {"train": run_train, "sample": run_sample, "evaluate": run_evaluate}
+RUNNERS = {"train": run_train, "sample": run_sample, "evaluate": run_evaluate, "export": run_export}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

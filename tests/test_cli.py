@@ -1,0 +1,98 @@
+"""The command line end to end: train a tiny model, sample it to SDF/XYZ/SMILES/PNG, and bad input."""
+import subprocess
+import sys
+
+import pytest
+from rdkit import Chem
+
+from moldiff.cli import main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    code = main(["train", "--preset", "tiny", "--run-dir", str(root / "run"), "--data-dir", str(root / "data"),
+                 "--limit", "150", "--max-steps", "5", "--no-progress"])
+    assert code == 0
+    return root / "run" / "checkpoint.pt"
+
+
+def sample(checkpoint, out, *extra):
+    return main(["sample", "--checkpoint", str(checkpoint), "-o", str(out), "--no-progress", *extra])
+
+
+def test_train_then_sample_sdf_reads_back(checkpoint, tmp_path):
+    out = tmp_path / "mols.sdf"
+    assert sample(checkpoint, out, "-n", "4", "--steps", "10") == 0
+    mols = list(Chem.SDMolSupplier(str(out), sanitize=False, removeHs=False))
+    assert len(mols) == 4 and all(m is not None and m.GetConformer().Is3D() for m in mols)
+    assert not (tmp_path / "mols.sdf.partial.sdf").exists()
+
+
+def test_same_seed_same_molecules(checkpoint, tmp_path):
+    a, b, c = tmp_path / "a.xyz", tmp_path / "b.xyz", tmp_path / "c.xyz"
+    for path, seed in ((a, "3"), (b, "3"), (c, "4")):
+        assert sample(checkpoint, path, "-n", "3", "--steps", "8", "--seed", seed) == 0
+    assert a.read_text() == b.read_text()
+    assert a.read_text() != c.read_text()
+    assert a.read_text().splitlines()[0].strip().isdigit()  # XYZ: atom count first
+
+
+def test_fixed_size_smiles_and_png(checkpoint, tmp_path):
+    assert sample(checkpoint, tmp_path / "m.smi", "-n", "2", "--steps", "5", "--atoms", "7", "--ddim",
+                  "--png", str(tmp_path / "grid.png")) == 0
+    assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((tmp_path / "m.smi").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-n", "0"], "positive"),
+    (["-n", "-3"], "positive"),
+    (["--steps", "0"], "--steps"),
+    (["--atoms", "0"], "--atoms"),
+    (["-o", "/nonexistent-dir/x.sdf"], "does not exist"),
+    (["-o", "out.pdf"], "unknown output type"),
+])
+def test_sample_bad_arguments(checkpoint, tmp_path, capsys, args, message):
+    argv = ["sample", "--checkpoint", str(checkpoint), "--no-progress", "-o", str(tmp_path / "o.sdf"), *args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_missing_and_corrupt_checkpoint(tmp_path, capsys):
+    assert main(["sample", "--checkpoint", str(tmp_path / "nope.pt"), "-o", str(tmp_path / "o.sdf")]) == 2
+    assert "not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    assert main(["sample", "--checkpoint", str(bad), "-o", str(tmp_path / "o.sdf")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot read checkpoint" in err and len(err.splitlines()) == 1
+
+
+def test_unwritable_output_keeps_nothing_half_written(checkpoint, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert sample(checkpoint, blocker / "o.sdf", "-n", "1") == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_unknown_preset_and_bad_config(tmp_path, capsys):
+    assert main(["train", "--preset", "huge", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "unknown preset" in capsys.readouterr().err
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[model]\nwidth = 3\n")
+    assert main(["train", "--config", str(cfg), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "unknown EGNNConfig option" in capsys.readouterr().err
+
+
+def test_resume_without_checkpoint(tmp_path, capsys):
+    assert main(["train", "--resume", "--run-dir", str(tmp_path / "none")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_no_traceback_from_the_installed_command(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "moldiff", "sample", "-n", "0", "-o", str(tmp_path / "o.sdf")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
