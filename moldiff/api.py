@@ -8,7 +8,7 @@ from rdkit import Chem
 
 from moldiff.model import Generator
 from moldiff.pretrained import pretrained_path
-from moldiff.sample import generate
+from moldiff.sampling import generate
 
 
 def load_pretrained(name: str = "qm9", device: str | torch.device | None = None) -> Generator:

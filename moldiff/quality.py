@@ -5,7 +5,7 @@ import time
 
 from moldiff.chem.metrics import evaluate
 from moldiff.model import Generator
-from moldiff.sample import generate
+from moldiff.sampling import generate
 
 SUMMARY = {
     "atom_stability": "atom_stable", "molecule_stability": "mol_stable", "validity": "valid",

@@ -94,7 +94,7 @@ def test_decode_survives_t0_noise(batch, cfg):
 
 @pytest.mark.parametrize("cfg", [EDM, BONDS], ids=["edm", "bonds"])
 def test_empty_graph_matches_the_data_batch(batch, cfg):
-    from moldiff.sample import empty_graph
+    from moldiff.sampling import empty_graph
 
     sizes = torch.bincount(batch.batch).tolist()
     template, graph = empty_graph(sizes, cfg.h_dim, cfg.e_dim, torch.device("cpu"))
