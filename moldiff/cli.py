@@ -93,7 +93,7 @@ def run_sample(args) -> int:
     from moldiff.api import load, load_pretrained
     from moldiff.chem.io import file_format, write_molecules
     from moldiff.checkpoint import CheckpointError
-    from moldiff.sample import generate_batches
+    from moldiff.sampling import generate_batches
 
     if args.num <= 0:
         raise UserError(f"-n must be a positive number of molecules, got {args.num}")
