@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +16,7 @@ import numpy as np
 from rdkit import Chem, rdBase
 
 from moldiff.chem.build import mol_positions
+from moldiff.io_utils import atomic_write
 
 MAX_ATOMS = 1000
 """Records with more atoms than this are refused (QM9 has at most 29, GEOM-drugs 181)."""
@@ -257,21 +257,3 @@ def write_molecules(mols: Sequence[Chem.Mol | None], path: str | os.PathLike) ->
     return len(chunks), messages
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same directory, then ``os.replace``.
-
-    The file gets the usual permissions (0666 minus the umask), not the temporary file's 0600.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
