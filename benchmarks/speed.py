@@ -38,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from moldiff.config import load_config
 from moldiff.nn import egnn
-from moldiff.sample import draw_sizes, empty_graph
+from moldiff.sampling import draw_sizes, empty_graph
 from moldiff.train import Trainer
 
 
@@ -91,28 +91,35 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, size: int, repeats: in
     return 2.0 * size ** 3 / statistics.median(times)
 
 
-def parse_variants(text: str) -> list[tuple[str, str]]:
+def parse_variants(text: str) -> list[tuple]:
+    """``kernel[:dtype[:threads]]`` items; threads defaults to the process setting (--threads)."""
     out = []
     for item in text.split(","):
-        kernel, _, dtype = item.strip().partition(":")
-        dtype = dtype or "fp32"
+        parts = item.strip().split(":")
+        kernel = parts[0]
+        dtype = parts[1] if len(parts) > 1 else "fp32"
+        threads = int(parts[2]) if len(parts) > 2 else None
         if kernel not in egnn.KERNELS or dtype not in ("fp32", "bf16"):
             raise SystemExit(f"bad variant {item!r}: kernel in {egnn.KERNELS}, dtype in fp32/bf16")
-        out.append((kernel, dtype))
+        out.append((kernel, dtype) if threads is None else (kernel, dtype, threads))
     return out
 
 
-def vname(v: tuple[str, str]) -> str:
-    return f"{v[0]}:{v[1]}"
+def vname(v: tuple) -> str:
+    return ":".join(str(p) for p in v)
 
 
 class Variant:
     """Switches the process to one variant for the duration of a ``with`` block."""
 
-    def __init__(self, trainer: Trainer, v: tuple[str, str]):
+    def __init__(self, trainer: Trainer, v: tuple):
         self.trainer, self.kernel, self.dtype = trainer, v[0], v[1]
+        self.threads = v[2] if len(v) > 2 else None
 
     def __enter__(self):
+        self.old_threads = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
         self.old_kernel = egnn.set_kernel(self.kernel)
         self.old_cfg = self.trainer.cfg
         self.trainer.cfg = dataclasses.replace(self.old_cfg, train=dataclasses.replace(
@@ -124,6 +131,7 @@ class Variant:
         return torch.autocast(dev, dtype=torch.bfloat16) if self.dtype == "bf16" else nullcontext()
 
     def __exit__(self, *exc):
+        torch.set_num_threads(self.old_threads)
         egnn.set_kernel(self.old_kernel)
         self.trainer.cfg = self.old_cfg
 
@@ -144,6 +152,7 @@ def bench_train(trainer: Trainer, variants, batch_size: int, repeats: int, warmu
     dev = trainer.device
     batches = [trainer.collate(batch_indices(trainer, batch_size, k)) for k in range(repeats + warmup)]
     times = {vname(v): [] for v in variants}
+    cpu = {vname(v): [] for v in variants}
     peaks, flops, losses = {}, {}, {}
     for r, batch in enumerate(batches):
         for v in variants:
@@ -151,14 +160,15 @@ def bench_train(trainer: Trainer, variants, batch_size: int, repeats: int, warmu
                 if r == 0:
                     reset_peak(dev)
                 sync(dev)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 loss = trainer.train_step(batch)
                 sync(dev)
-                dt = time.perf_counter() - t0
+                dt, dc = time.perf_counter() - t0, time.process_time() - c0
                 if r == 0:
                     peaks[vname(v)] = peak_bytes(dev)
                 if r >= warmup:
                     times[vname(v)].append(dt)
+                    cpu[vname(v)].append(dc)
                 losses.setdefault(vname(v), []).append(loss)
     for v in variants:  # FLOPs of one training step (forward + backward), counted on the first batch
         with Variant(trainer, v):
@@ -167,6 +177,7 @@ def bench_train(trainer: Trainer, variants, batch_size: int, repeats: int, warmu
     return {"batch_molecules": batch_size, "atoms_per_batch_median": statistics.median(n_atoms),
             "pairs_per_batch_median": statistics.median([int(b.pair_index.shape[1]) for b in batches]),
             "seconds_per_step": {k: summary(t) for k, t in times.items()},
+            "cpu_seconds_per_step": {k: summary(t) for k, t in cpu.items()},
             "molecules_per_s": {k: batch_size / statistics.median(t) for k, t in times.items()},
             "peak_memory_bytes": peaks, "flops_per_step": flops,
             "loss_first_step": {k: l[0] for k, l in losses.items()}}
@@ -207,6 +218,7 @@ def bench_sample(trainer: Trainer, variants, sizes: list[int], steps: int, warmu
     net = gen.network
     net.eval()
     times = {vname(v): [] for v in variants}
+    cpu = {vname(v): [] for v in variants}
     peaks, flops = {}, {}
     iters = {}
     for v in variants:
@@ -219,14 +231,15 @@ def bench_sample(trainer: Trainer, variants, sizes: list[int], steps: int, warmu
                     if r == 0:
                         reset_peak(dev)
                     sync(dev)
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     next(iters[vname(v)])
                     sync(dev)
-                    dt = time.perf_counter() - t0
+                    dt, dc = time.perf_counter() - t0, time.process_time() - c0
                     if r == 0:
                         peaks[vname(v)] = peak_bytes(dev)
                     if r >= warmup:
                         times[vname(v)].append(dt)
+                        cpu[vname(v)].append(dc)
         for v in variants:
             with Variant(trainer, v) as var, var.autocast():
                 t = torch.full((graph.num_graphs,), 0.5, device=dev)
@@ -234,6 +247,7 @@ def bench_sample(trainer: Trainer, variants, sizes: list[int], steps: int, warmu
     T = gen.chain.T
     return {"molecules": len(sizes), "atoms": int(sum(sizes)), "pairs": int(graph.pair_index.shape[1]),
             "seconds_per_step": {k: summary(t) for k, t in times.items()},
+            "cpu_seconds_per_step": {k: summary(t) for k, t in cpu.items()},
             "molecules_per_s": {k: len(sizes) / (statistics.median(t) * T) for k, t in times.items()},
             "molecules_per_s_note": f"molecules / (median step time × {T} steps); excludes RDKit decoding",
             "peak_memory_bytes": peaks, "flops_per_step": flops}
@@ -269,12 +283,18 @@ def add_efficiency(section: dict, peaks: dict) -> None:
             continue
         rate = fl / s["median"]
         section["achieved_flops_per_s"][k] = rate
-        section["fraction_of_matmul_peak"][k] = rate / peaks[k.split(":")[1]]
+        parts = k.split(":")
+        section["fraction_of_matmul_peak"][k] = rate / peaks[parts[1] if len(parts) < 3 else f"{parts[1]}:{parts[2]}"]
 
 
 def add_ratios(section: dict, base: str) -> None:
     sp = section["seconds_per_step"]
+    if base not in sp:
+        base = next(iter(sp))
     section["speedup_vs_" + base.replace(":", "_")] = {k: sp[base]["median"] / v["median"] for k, v in sp.items()}
+    cp = section["cpu_seconds_per_step"]
+    section["cpu_time_speedup_vs_" + base.replace(":", "_")] = {k: cp[base]["median"] / v["median"]
+                                                                for k, v in cp.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -284,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=64, help="training batch (molecules)")
     ap.add_argument("--max-batch", type=int, default=None, help="largest batch tried by the sweep "
                     "(default 256 on CPU, 4096 on CUDA; 0 skips the sweep)")
+    ap.add_argument("--largest-variants", default=None, help="variants of the batch sweep (default: the last one)")
     ap.add_argument("--repeats", type=int, default=5, help="timed steps per variant and measurement")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None)
@@ -292,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default=None, help="comma list of kernel:dtype, first = baseline; "
                     "default: reference:fp32 and the variant chosen by --bf16/--compile (fast:fp32 otherwise)")
     ap.add_argument("--sample-molecules", type=int, default=100)
-    ap.add_argument("--sample-steps", type=int, default=None, help="denoising steps timed (default repeats+warmup+1)")
+    ap.add_argument("--sample-steps", type=int, default=None,
+                    help="denoising steps run per variant (default 2 × repeats + warmup + 1)")
     ap.add_argument("--only", default="train,largest,sample,sample19",
                     help="comma list of parts: train, largest, sample, sample19")
     ap.add_argument("--allocator-ab", action="store_true", help="also A/B tune_allocator in subprocesses")
@@ -310,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     base = vname(variants[0])
     parts = set(args.only.split(","))
     max_batch = args.max_batch if args.max_batch is not None else (4096 if device.type == "cuda" else 256)
-    steps = args.sample_steps or (args.repeats + args.warmup + 1)
+    steps = args.sample_steps or (2 * args.repeats + args.warmup + 1)
 
     cfg = load_config(args.preset)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, num_threads=args.threads))
@@ -321,11 +343,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"preset {args.preset}: {n_params / 1e6:.2f} M parameters, {torch.get_num_threads()} threads, "
           f"variants {[vname(v) for v in variants]}, load average {load}", flush=True)
 
-    peaks = {"fp32": [], "bf16": []}
+    # GEMM peaks per dtype and per thread count used by a variant ("fp32", "bf16" = the process's threads)
+    thread_counts = sorted({v[2] for v in variants if len(v) > 2} - {torch.get_num_threads()})
+    peaks: dict[str, list[float]] = {}
 
     def measure_peaks():
-        for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            peaks[name].append(matmul_peak(device, dt, args.gemm_size))
+        base_threads = torch.get_num_threads()
+        for th in [None] + thread_counts:
+            if th:
+                torch.set_num_threads(th)
+            for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+                key = name if th is None else f"{name}:{th}"
+                peaks.setdefault(key, []).append(matmul_peak(device, dt, args.gemm_size))
+            torch.set_num_threads(base_threads)
 
     measure_peaks()
     out: dict = {
@@ -344,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         out["train"] = bench_train(trainer, variants, args.batch, args.repeats, args.warmup)
     if "largest" in parts and max_batch > args.batch:
         print("largest batch sweep ...", flush=True)
-        out["train_largest"] = largest_batch(trainer, variants, args.batch, max_batch, max(2, args.repeats // 2))
+        sweep = parse_variants(args.largest_variants) if args.largest_variants else variants[-1:]
+        out["train_largest"] = largest_batch(trainer, sweep, args.batch, max_batch, max(2, args.repeats // 2))
+        out["train_largest_variants"] = [vname(v) for v in sweep]
     if "sample" in parts:
         g = torch.Generator().manual_seed(0)
         sizes = draw_sizes(trainer.stats.n_atoms_hist, args.sample_molecules, g)
@@ -370,12 +402,15 @@ def main(argv: list[str] | None = None) -> int:
         sec = out.get(key)
         if not sec:
             continue
-        print(f"{key}:")
+        print(f"{key}:" + (f" (batch {sec['batch_molecules']})" if "batch_molecules" in sec else ""))
+        base = vname(variants[0]) if vname(variants[0]) in sec["seconds_per_step"] else next(iter(sec["seconds_per_step"]))
         for k, s in sec["seconds_per_step"].items():
             frac = sec["fraction_of_matmul_peak"].get(k)
+            c = sec["cpu_seconds_per_step"][k]["median"]
             print(f"  {k:16s} median {s['median']:.3f} s  [{s['min']:.3f}, {s['max']:.3f}]  "
                   f"x{sec['speedup_vs_' + base.replace(':', '_')][k]:.2f} vs {base}  "
-                  f"{(frac or 0) * 100:.0f}% of {k.split(':')[1]} matmul peak")
+                  f"{(frac or 0) * 100:.0f}% of {k.split(':')[1]} matmul peak;  CPU {c:.3f} s "
+                  f"x{sec['cpu_time_speedup_vs_' + base.replace(':', '_')][k]:.2f}")
     print("matmul peak GFLOP/s:", {k: round(v / 1e9, 1) for k, v in out["matmul_peak_flops_per_s"].items()})
     if "allocator_ab" in out:
         print("allocator: default/tuned step time ratio", round(out["allocator_ab"]["ratio_default_over_tuned"], 2))

@@ -7,6 +7,7 @@ linear in [h_i, h_j, d², d₀², e_ij], so its atom parts are computed once per
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -33,9 +34,12 @@ class EGNNConfig:
 # Which implementation the layers run: "fast" (index_select / index_add_, geometry pinned to fp32 under
 # autocast; identical to the reference in fp32), "compiled" (the same function through torch.compile, which
 # fuses the gathers and element-wise ops) or "reference" (the original formulation). A process-wide setting,
-# not part of the config: it never changes the fp32 math, parameters or checkpoints.
-_KERNEL = {"name": "fast"}
+# not part of the config: it never changes the fp32 math, parameters or checkpoints. The environment variable
+# MOLDIFF_EGNN_KERNEL sets the initial choice (e.g. MOLDIFF_EGNN_KERNEL=compiled moldiff train ...).
 KERNELS = ("reference", "fast", "compiled")
+_KERNEL = {"name": os.environ.get("MOLDIFF_EGNN_KERNEL", "fast")}
+if _KERNEL["name"] not in KERNELS:
+    raise ValueError(f"MOLDIFF_EGNN_KERNEL={_KERNEL['name']!r}: choose from {', '.join(KERNELS)}")
 _COMPILED: dict = {}
 
 
@@ -61,9 +65,9 @@ def _layer_math(layer: "EGNNLayer", h: torch.Tensor, x: torch.Tensor, e: torch.T
                 pair_index: torch.Tensor, d0: torch.Tensor, recv: torch.Tensor, send: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """One layer without Python loops: per-atom first edge layer gathered with index_select, sums with
-    index_add_. Under a bf16 autocast only the wide matrix multiplies run in bf16: distances, the distance
-    embedding, the last (H → 1) coordinate layer, tanh, the coordinate update and the sums over neighbours
-    stay fp32, and so does the atom state's residual stream."""
+    index_add_. Under a bf16 autocast the wide matrix multiplies and the message sum run in bf16; distances,
+    the distance embedding, the last (H → 1) coordinate layer, tanh and the coordinate update (its sum over
+    neighbours included) stay fp32, and so does the atom state's residual stream."""
     cfg = layer.cfg
     i, j = pair_index
     P = i.numel()
@@ -74,14 +78,17 @@ def _layer_math(layer: "EGNNLayer", h: torch.Tensor, x: torch.Tensor, e: torch.T
         pair_part = F.linear(torch.cat([d2, d0], dim=1), layer.lin_dist.weight)
     if layer.lin_pair is not None:
         pair_part = pair_part + layer.lin_pair(e)
-    pre = layer.lin_recv(h).index_select(0, recv) + layer.lin_send(h).index_select(0, send) + pair_part.repeat(2, 1)
+    pre = layer.lin_recv(h).index_select(0, recv)
+    # in the autocast dtype (bf16 under autocast): an fp32 pair part would promote the whole (E, H) edge tensor
+    pre = pre + layer.lin_send(h).index_select(0, send) + pair_part.to(pre.dtype).repeat(2, 1)
     m = F.silu(layer.edge_out(F.silu(pre)))
     if layer.att is not None:
         m = m * torch.sigmoid(layer.att(m))
-    with torch.autocast(x.device.type, enabled=False):
-        agg = torch.zeros(n, m.shape[1], dtype=torch.float32, device=m.device).index_add_(0, recv, m.float())
-        if cfg.norm_factor != 1.0:
-            agg = agg / cfg.norm_factor
+    # summed in the messages' dtype: under autocast agg only feeds node_mlp's bf16 matmul, and an fp32 copy of
+    # the (E, H) messages (forward and backward) costs more than it buys
+    agg = torch.zeros(n, m.shape[1], dtype=m.dtype, device=m.device).index_add_(0, recv, m)
+    if cfg.norm_factor != 1.0:
+        agg = agg / cfg.norm_factor
     h_new = h + layer.node_mlp(torch.cat([h, agg.to(h.dtype)], dim=1)).to(h.dtype)
     c = F.silu(layer.coord_mlp[0](m))
     with torch.autocast(x.device.type, enabled=False):
