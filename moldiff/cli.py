@@ -43,6 +43,9 @@ def add_train(sub) -> None:
     p.add_argument("--max-hours", type=float, help="stop after this many hours of this invocation")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA where present)")
     p.add_argument("--threads", type=_positive, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--eval-every", type=float, metavar="EPOCHS",
+                   help="evaluate this often (overrides the config, also on --resume; training is unaffected)")
+    p.add_argument("--eval-samples", type=int, metavar="N", help="molecules sampled at each evaluation (0: none)")
     p.add_argument("--data-dir", type=Path, help=f"processed-data cache (default: $MOLDIFF_DATA or data/cache)")
     p.add_argument("--limit", type=_positive, help="use only the first N QM9 molecules (smoke tests)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -60,6 +63,7 @@ def run_train(args) -> int:
         cfg = None if args.resume else load_config(args.preset, args.config)
         trainer = Trainer(cfg, args.run_dir, args.data_dir, args.limit, args.device, args.resume,
                           progress=not args.no_progress)
+        trainer.override_evaluation(args.eval_every, args.eval_samples)
     except (ValueError, CheckpointError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
     state = trainer.fit(args.max_steps, args.max_hours)

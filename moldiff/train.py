@@ -8,6 +8,7 @@ the uninterrupted run would have.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -143,6 +144,20 @@ class Trainer:
         self.chain = self.generator.chain
         self.weights = dict(tc.loss_weights)
         self.progress = progress and self.rank == 0
+
+    def override_evaluation(self, every_epochs: float | None = None, samples: int | None = None) -> None:
+        """Change how often and how much the run evaluates; the optimisation itself is unaffected."""
+        changes = {}
+        if every_epochs is not None:
+            if every_epochs <= 0:
+                raise ValueError(f"--eval-every must be positive, got {every_epochs}")
+            changes["eval_every_epochs"] = every_epochs
+        if samples is not None:
+            if samples < 0:
+                raise ValueError(f"--eval-samples must be ≥ 0, got {samples}")
+            changes["eval_samples"] = samples
+        if changes:
+            self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, **changes))
 
     # ------------------------------------------------------------------------------------------
     def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
