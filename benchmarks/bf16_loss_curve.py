@@ -103,13 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for k in ("fp32", "bf16"):
+            label = "fp32, weights × (1 + 1e-4 ε)" if args.control and k == "bf16" else k
             ax.plot(losses[k], alpha=0.25, lw=0.8)
-            ax.plot(run[k], label=f"{k} (running mean {args.window})")
+            ax.plot(run[k], label=f"{label} (running mean {args.window})")
         ax.set_xlabel("step")
         ax.set_ylabel("training loss (L_simple)")
         ax.set_yscale("log")
         ax.legend()
-        ax.set_title(f"EGNN {args.layers}×{args.hidden}, batch {args.batch}, real QM9")
+        ax.set_title(f"EGNN {args.layers}×{args.hidden}, batch {args.batch}, real QM9"
+                     + (" (control: fp32 vs perturbed fp32)" if args.control else ""))
         fig.tight_layout()
         fig.savefig(args.plot, dpi=120)
     return 0
