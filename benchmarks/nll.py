@@ -1,0 +1,37 @@
+"""NLL bound (nats per molecule) of QM9 test molecules under a trained model.
+
+    python benchmarks/nll.py --checkpoint data/campaign/qm9-bonds/checkpoint.pt -n 1000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from moldiff.api import load, load_pretrained
+from moldiff.data.qm9 import QM9
+from moldiff.io_utils import atomic_write_text
+from moldiff.likelihood import estimate_nll
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", help="checkpoint (default: the shipped 'qm9' model)")
+    ap.add_argument("-n", type=int, default=1000, help="test molecules (the first n of the test split)")
+    ap.add_argument("--t-samples", type=int, default=1, help="timesteps per molecule (stratified)")
+    ap.add_argument("--json", type=Path, default=Path("benchmarks/results/nll.json"))
+    args = ap.parse_args()
+    gen = load(args.checkpoint) if args.checkpoint else load_pretrained("qm9")
+    test = QM9("test")
+    start = time.perf_counter()
+    out = estimate_nll(gen, [test[k] for k in range(min(args.n, len(test)))], t_samples=args.t_samples)
+    out.update(seconds=round(time.perf_counter() - start, 1), model=gen.info, t_samples=args.t_samples,
+               command=f"python benchmarks/nll.py --checkpoint {args.checkpoint} -n {args.n} "
+                       f"--t-samples {args.t_samples}")
+    atomic_write_text(args.json, json.dumps(out, indent=1, default=str) + "\n")
+    print(json.dumps(out, default=str))
+
+
+if __name__ == "__main__":
+    main()
