@@ -51,6 +51,20 @@ def add_train(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _stop_on_signals(trainer) -> None:
+    """SIGTERM or a first Ctrl-C: finish the step, checkpoint, exit cleanly; a second Ctrl-C stops at once."""
+    import signal
+
+    def handler(signum, frame):
+        if trainer.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.request_stop()
+        print("moldiff train: stopping after this step (checkpoint follows)", file=sys.stderr)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
 def run_train(args) -> int:
     from moldiff.checkpoint import CheckpointError
     from moldiff.config import load_config
@@ -64,6 +78,7 @@ def run_train(args) -> int:
         trainer = Trainer(cfg, args.run_dir, args.data_dir, args.limit, args.device, args.resume,
                           progress=not args.no_progress)
         trainer.override_evaluation(args.eval_every, args.eval_samples)
+        _stop_on_signals(trainer)
     except (ValueError, CheckpointError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
     state = trainer.fit(args.max_steps, args.max_hours)

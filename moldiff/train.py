@@ -144,6 +144,11 @@ class Trainer:
         self.chain = self.generator.chain
         self.weights = dict(tc.loss_weights)
         self.progress = progress and self.rank == 0
+        self.stop_requested = False
+
+    def request_stop(self) -> None:
+        """Finish the current step, write the checkpoint and return from :meth:`fit` (e.g. on SIGTERM)."""
+        self.stop_requested = True
 
     def override_evaluation(self, every_epochs: float | None = None, samples: int | None = None) -> None:
         """Change how often and how much the run evaluates; the optimisation itself is unaffected."""
@@ -276,7 +281,7 @@ class Trainer:
                     self.state.step_in_epoch = 0
                 self.state.hours += (time.monotonic() - t0) / 3600.0
                 out_of_time = max_hours is not None and (time.monotonic() - start_wall) / 3600 >= max_hours
-                stop = done or out_of_time
+                stop = done or out_of_time or self.stop_requested
                 due = (time.monotonic() - last_save) / 60 >= tc.checkpoint_minutes or bool(
                     tc.checkpoint_steps and self.state.step % tc.checkpoint_steps == 0)
                 if due or stop or end_of_epoch:

@@ -133,3 +133,22 @@ def test_two_process_ddp_step(tmp_path, data_root):
     assert blob["step"] == 3
     rows = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["world_size"] == 2
+
+
+def test_sigterm_finishes_the_step_and_checkpoints(tmp_path, data_root):
+    """SIGTERM mid-run: the step in flight finishes, the checkpoint is written, exit code 0."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "moldiff", "train", "--preset", "tiny", "--run-dir", str(run),
+           "--data-dir", str(data_root), "--limit", "200", "--max-steps", "100000", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "metrics.jsonl").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    blob = load_checkpoint(run / "checkpoint.pt")
+    assert blob["step"] > 0 and blob["run_state"]["step"] == blob["step"]
