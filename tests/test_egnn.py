@@ -20,13 +20,7 @@ TOL = dict(rtol=1e-9, atol=1e-9)
 
 # Every layer implementation the module offers (torch.compile'd variants excluded: minutes to compile on
 # CPU and the same math as "fast"); a module without the switch has the one implementation.
-FAST_FP64_BUG = pytest.mark.xfail(
-    strict=True, raises=RuntimeError,
-    reason="egnn.py EGNN.forward, fast kernel: `h = h.float()` / `e = e.float()` (and the fp32 index_add_ "
-           "buffers in _layer_math) force fp32 activations, so a float64 network (net.double()) fails with "
-           "'mat1 and mat2 must have the same dtype'; the reference kernel runs in float64")
-KERNELS = [pytest.param(k, marks=FAST_FP64_BUG) if k == "fast" else k
-           for k in getattr(egnn_module, "KERNELS", ("default",)) if k != "compiled"]
+KERNELS = [k for k in getattr(egnn_module, "KERNELS", ("default",)) if k != "compiled"]
 
 
 @pytest.fixture(autouse=True, params=KERNELS)

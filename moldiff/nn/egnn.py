@@ -92,7 +92,7 @@ def _layer_math(layer: "EGNNLayer", h: torch.Tensor, x: torch.Tensor, e: torch.T
     h_new = h + layer.node_mlp(torch.cat([h, agg.to(h.dtype)], dim=1)).to(h.dtype)
     c = F.silu(layer.coord_mlp[0](m))
     with torch.autocast(x.device.type, enabled=False):
-        phi = F.linear(c.float(), layer.coord_mlp[2].weight.float())
+        phi = F.linear(c.to(x.dtype), layer.coord_mlp[2].weight.to(x.dtype))
         if cfg.tanh:
             phi = torch.tanh(phi) * cfg.coords_range
         unit = diff / (d2.sqrt() + 1.0)
@@ -194,8 +194,9 @@ class EGNN(nn.Module):
             for layer in self.layers:
                 h, x, e = layer.forward_reference(h, x, e, graph.pair_index, d0)
         else:
-            h = h.float()  # the atom state's residual stream stays fp32 under autocast (a no-op in fp32)
-            e = e.float() if e is not None else None
+            # the atom and pair residual streams keep the coordinates' precision under autocast (fp32; fp64 nets)
+            h = h.to(z.x.dtype)
+            e = e.to(z.x.dtype) if e is not None else None
             edges = (torch.cat([i, j]), torch.cat([j, i]))
             for layer in self.layers:
                 h, x, e = layer(h, x, e, graph.pair_index, d0, edges)
