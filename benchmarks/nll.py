@@ -27,7 +27,7 @@ def main() -> None:
     start = time.perf_counter()
     out = estimate_nll(gen, [test[k] for k in range(min(args.n, len(test)))], t_samples=args.t_samples)
     out.update(seconds=round(time.perf_counter() - start, 1), model=gen.info, t_samples=args.t_samples,
-               command=f"python benchmarks/nll.py --checkpoint {args.checkpoint} -n {args.n} "
+               command=f"python benchmarks/nll.py{' --checkpoint ' + args.checkpoint if args.checkpoint else ''} -n {args.n} "
                        f"--t-samples {args.t_samples}")
     atomic_write_text(args.json, json.dumps(out, indent=1, default=str) + "\n")
     print(json.dumps(out, default=str))
