@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from moldiff.chem.io import atomic_write
+from moldiff.io_utils import atomic_write
+from moldiff.paths import data_dir
 
 LENGTH_EDGES = np.linspace(0.0, 4.0, 4001)    # Å, 0.001 Å bins
 ANGLE_EDGES = np.linspace(0.0, 180.0, 1801)   # degrees, 0.1° bins
@@ -129,16 +129,8 @@ def build_reference(structures: Iterable[tuple[Sequence[str], np.ndarray, str | 
 
 
 def cache_dir() -> Path:
-    """``$MOLDIFF_DATA/cache`` if set, else ``<repo>/data/cache`` in a checkout, else ``~/.cache/moldiff``."""
-    env = os.environ.get("MOLDIFF_DATA")
-    if env:
-        return Path(env).expanduser() / "cache"
-    import moldiff
-
-    repo_data = Path(moldiff.__file__).resolve().parents[1] / "data"
-    if repo_data.is_dir():
-        return repo_data / "cache"
-    return Path.home() / ".cache" / "moldiff"
+    """The package's cache directory (see :func:`moldiff.paths.data_dir`): the same place as the QM9 cache."""
+    return data_dir()
 
 
 def qm9_train_records(limit: int | None = None) -> Iterable[tuple[tuple[str, ...], np.ndarray, str]]:
