@@ -148,6 +148,23 @@ def count_flops(fn) -> int:
     return int(fc.get_total_flops())
 
 
+def timed_step(fn, dev: torch.device, name: str, r: int, warmup: int, times: dict, cpu: dict, peaks: dict):
+    """Run one step; record wall and CPU seconds after the warm-up, peak memory on the first repeat."""
+    if r == 0:
+        reset_peak(dev)
+    sync(dev)
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    sync(dev)
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    if r == 0:
+        peaks[name] = peak_bytes(dev)
+    if r >= warmup:
+        times[name].append(dt)
+        cpu[name].append(dc)
+    return out
+
+
 def bench_train(trainer: Trainer, variants, batch_size: int, repeats: int, warmup: int) -> dict:
     dev = trainer.device
     batches = [trainer.collate(batch_indices(trainer, batch_size, k)) for k in range(repeats + warmup)]
@@ -157,18 +174,7 @@ def bench_train(trainer: Trainer, variants, batch_size: int, repeats: int, warmu
     for r, batch in enumerate(batches):
         for v in variants:
             with Variant(trainer, v):
-                if r == 0:
-                    reset_peak(dev)
-                sync(dev)
-                t0, c0 = time.perf_counter(), time.process_time()
-                loss = trainer.train_step(batch)
-                sync(dev)
-                dt, dc = time.perf_counter() - t0, time.process_time() - c0
-                if r == 0:
-                    peaks[vname(v)] = peak_bytes(dev)
-                if r >= warmup:
-                    times[vname(v)].append(dt)
-                    cpu[vname(v)].append(dc)
+                loss = timed_step(lambda: trainer.train_step(batch), dev, vname(v), r, warmup, times, cpu, peaks)
                 losses.setdefault(vname(v), []).append(loss)
     for v in variants:  # FLOPs of one training step (forward + backward), counted on the first batch
         with Variant(trainer, v):
@@ -228,18 +234,7 @@ def bench_sample(trainer: Trainer, variants, sizes: list[int], steps: int, warmu
         for r in range(steps - 1):
             for v in variants:
                 with Variant(trainer, v) as var, var.autocast():
-                    if r == 0:
-                        reset_peak(dev)
-                    sync(dev)
-                    t0, c0 = time.perf_counter(), time.process_time()
-                    next(iters[vname(v)])
-                    sync(dev)
-                    dt, dc = time.perf_counter() - t0, time.process_time() - c0
-                    if r == 0:
-                        peaks[vname(v)] = peak_bytes(dev)
-                    if r >= warmup:
-                        times[vname(v)].append(dt)
-                        cpu[vname(v)].append(dc)
+                    timed_step(lambda: next(iters[vname(v)]), dev, vname(v), r, warmup, times, cpu, peaks)
         for v in variants:
             with Variant(trainer, v) as var, var.autocast():
                 t = torch.full((graph.num_graphs,), 0.5, device=dev)
