@@ -46,6 +46,10 @@ def add_train(sub) -> None:
     p.add_argument("--eval-every", type=float, metavar="EPOCHS",
                    help="evaluate this often (overrides the config, also on --resume; training is unaffected)")
     p.add_argument("--eval-samples", type=int, metavar="N", help="molecules sampled at each evaluation (0: none)")
+    p.add_argument("--batch-size", type=_positive, help="molecules per step (overrides the config, also on "
+                   "--resume, where the position in the epoch is kept)")
+    p.add_argument("--workers", type=int, default=0, help="data-loader processes that build batches ahead "
+                   "(0: in the training process; pays on a GPU)")
     p.add_argument("--data-dir", type=Path, help=f"processed-data cache (default: $MOLDIFF_DATA or data/cache)")
     p.add_argument("--limit", type=_positive, help="use only the first N QM9 molecules (smoke tests)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -76,8 +80,9 @@ def run_train(args) -> int:
     try:
         cfg = None if args.resume else load_config(args.preset, args.config)
         trainer = Trainer(cfg, args.run_dir, args.data_dir, args.limit, args.device, args.resume,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, workers=args.workers)
         trainer.override_evaluation(args.eval_every, args.eval_samples)
+        trainer.override_batch_size(args.batch_size)
         _stop_on_signals(trainer)
     except (ValueError, CheckpointError, FileNotFoundError) as err:
         raise UserError(str(err)) from None

@@ -17,14 +17,14 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from moldiff.chem.io import atomic_write, read_molecules
-from moldiff.chem.metrics import evaluate, evaluate_judgements, judge, judge_protocol
-from moldiff.chem.build import mol_elements, mol_positions
-from moldiff.chem.reference import Reference, load_reference, reference_path
+from moldiff.io_utils import atomic_write
+
+if TYPE_CHECKING:  # RDKit is imported when molecules are judged, not when the command line is built
+    from moldiff.chem.reference import Reference
 
 LABELS = {
     "atom_stability": "atom stability (protocol)",
@@ -132,6 +132,11 @@ def format_report(result: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``moldiff evaluate``; returns the exit code (1 only when nothing could be read)."""
+    from moldiff.chem.build import mol_elements, mol_positions
+    from moldiff.chem.io import read_molecules
+    from moldiff.chem.metrics import evaluate_judgements, judge, judge_protocol
+    from moldiff.chem.reference import load_reference, reference_path
+
     start = time.perf_counter()
     files = list(getattr(args, "files", None) or [])
     dataset = getattr(args, "dataset", None)

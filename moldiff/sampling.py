@@ -1,19 +1,19 @@
 """Sampling: sizes from p(N), the reverse chain in batches, and decoding to RDKit molecules."""
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import torch
-from rdkit import Chem, rdBase
 
-from moldiff.chem.build import build_mol
-from moldiff.chem.perceive import perceive_mol
 from moldiff.data.qm9 import complete_pairs
 from moldiff.diffusion.state import Graph, State
 from moldiff.model import Generator
 from moldiff.representation import decode
 from moldiff.runtime import tune_allocator
+
+if TYPE_CHECKING:  # RDKit is needed to decode molecules, not to run the chain (e.g. on a GPU machine)
+    from rdkit import Chem
 
 MAX_ATOMS = 200
 
@@ -39,6 +39,11 @@ def empty_graph(sizes: Sequence[int], h_dim: int, e_dim: int, device: torch.devi
 def _molecule(elements: list[str], pos: np.ndarray, charges: list[int],
               bonds: list[tuple[int, int, int]] | None) -> Chem.Mol:
     """One decoded sample as an RDKit molecule, flagged with ``moldiff_valid`` and ``moldiff_error``."""
+    from rdkit import Chem
+
+    from moldiff.chem.build import build_mol
+    from moldiff.chem.perceive import perceive_mol
+
     if bonds is not None:
         mol, error = build_mol(elements, pos, bonds, charges), None
         try:
@@ -62,6 +67,8 @@ def to_molecules(gen: Generator, out: State, graph: Graph) -> list[Chem.Mol]:
     charges are perceived from the coordinates (RDKit ``rdDetermineBonds``). Every sample is returned;
     property ``moldiff_valid`` (1/0) says whether RDKit sanitises it and ``moldiff_error`` why not.
     """
+    from rdkit import rdBase
+
     cfg = gen.config.features
     d = decode(out, cfg)
     batch = graph.batch.cpu()

@@ -92,7 +92,16 @@ class RunState:
     step: int = 0
     epoch: int = 0
     step_in_epoch: int = 0
-    hours: float = 0.0
+    hours: float = 0.0  # wall-clock hours of training and evaluation, all devices
+    gpu_hours: float = 0.0  # the part of ``hours`` spent on a GPU
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """Loader workers leave Ctrl-C / SIGTERM to the trainer, which stops cleanly and then ends them."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class Trainer:
@@ -100,8 +109,9 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, data_root: str | Path | None = None,
                  limit: int | None = None, device: str | None = None, resume: bool = False,
-                 progress: bool = True):
+                 progress: bool = True, workers: int = 0):
         tune_allocator()
+        self.workers = workers
         self.run_dir = Path(run_dir)
         self.rank = int(os.environ.get("RANK", 0))
         self.world = int(os.environ.get("WORLD_SIZE", 1))
@@ -164,6 +174,16 @@ class Trainer:
         if changes:
             self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, **changes))
 
+    def override_batch_size(self, batch_size: int | None) -> None:
+        """Continue the run with another batch size (e.g. on a GPU); the position in the epoch is kept."""
+        if batch_size is None or batch_size == self.cfg.train.batch_size:
+            return
+        if batch_size <= 0:
+            raise ValueError(f"--batch-size must be positive, got {batch_size}")
+        old = self.cfg.train.batch_size
+        self.state.step_in_epoch = self.state.step_in_epoch * old // batch_size
+        self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, batch_size=batch_size))
+
     # ------------------------------------------------------------------------------------------
     def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
         """This rank's batches (dataset positions) of one epoch, in a seeded order."""
@@ -176,6 +196,17 @@ class Trainer:
 
     def collate(self, idx: torch.Tensor) -> Batch:
         return Batch.from_data_list([self.train_set[int(i)] for i in idx]).to(self.device)
+
+    def batch_stream(self, batches: list[torch.Tensor]):
+        """Collated batches in the given order; with ``workers`` > 0, built by that many loader processes
+        ahead of the training step (the order, and so the run, is the same)."""
+        if self.workers <= 0:
+            return (self.collate(idx) for idx in batches)
+        loader = torch.utils.data.DataLoader(
+            self.train_set, batch_sampler=[idx.tolist() for idx in batches], num_workers=self.workers,
+            collate_fn=Batch.from_data_list, pin_memory=self.device.type == "cuda", prefetch_factor=4,
+            worker_init_fn=_ignore_stop_signals)
+        return (b.to(self.device, non_blocking=True) for b in loader)
 
     def train_step(self, batch: Batch) -> float:
         """One optimisation step; returns the batch's mean loss."""
@@ -229,7 +260,8 @@ class Trainer:
     def evaluate(self, train_loss: float) -> dict:
         """Validation loss, and stability/validity of freshly sampled molecules when configured."""
         row = {"epoch": round(self.state.epoch + self.state.step_in_epoch / max(1, self.steps_per_epoch), 4),
-               "step": self.state.step, "hours": round(self.state.hours, 5), "device": str(self.device),
+               "step": self.state.step, "hours": round(self.state.hours, 5),
+               "gpu_hours": round(self.state.gpu_hours, 5), "device": str(self.device),
                "world_size": self.world, "train_loss": train_loss, "val_loss": self.validation_loss(),
                "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         tc = self.cfg.train
@@ -237,6 +269,11 @@ class Trainer:
             from moldiff.quality import sample_quality
             row.update(sample_quality(self.generator, tc.eval_samples, tc.eval_steps, seed=0))
         return row
+
+    def add_hours(self, seconds: float) -> None:
+        self.state.hours += seconds / 3600.0
+        if self.device.type == "cuda":
+            self.state.gpu_hours += seconds / 3600.0
 
     def fit(self, max_steps: int | None = None, max_hours: float | None = None) -> RunState:
         """Train until the configured epochs, ``max_steps`` (total) or ``max_hours`` (this call) is reached."""
@@ -260,15 +297,16 @@ class Trainer:
         stop = False
         while self.state.step < total_steps and not stop:
             batches = self.epoch_batches(self.state.epoch)
+            stream = self.batch_stream(batches[self.state.step_in_epoch:])
             while self.state.step_in_epoch < len(batches) and not stop:
                 t0 = time.monotonic()
-                losses.append(self.train_step(self.collate(batches[self.state.step_in_epoch])))
+                losses.append(self.train_step(next(stream)))
                 self.state.step_in_epoch += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", refresh=False)
                 done = self.state.step >= total_steps
                 if self.state.step % eval_every == 0 or done:
-                    self.state.hours += (time.monotonic() - t0) / 3600.0
+                    self.add_hours(time.monotonic() - t0)
                     t0 = time.monotonic()
                     row = self.evaluate(sum(losses) / len(losses))
                     losses = []
@@ -279,7 +317,7 @@ class Trainer:
                 if end_of_epoch:
                     self.state.epoch += 1
                     self.state.step_in_epoch = 0
-                self.state.hours += (time.monotonic() - t0) / 3600.0
+                self.add_hours(time.monotonic() - t0)
                 out_of_time = max_hours is not None and (time.monotonic() - start_wall) / 3600 >= max_hours
                 stop = done or out_of_time or self.stop_requested
                 due = (time.monotonic() - last_save) / 60 >= tc.checkpoint_minutes or bool(

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from moldiff.data.bonds import bond_targets
 from moldiff.data.raw import QM9_SIZE, iter_qm9, split_positions
 from moldiff.io_utils import atomic_path
 from moldiff.paths import data_dir
@@ -24,6 +23,8 @@ CACHE_FORMAT = 1
 def process_qm9(limit: int | None = None, progress: bool = True) -> dict:
     """Read qm9pack, attach bond/charge targets, and pack everything into flat tensors."""
     from tqdm import tqdm
+
+    from moldiff.data.bonds import bond_targets  # RDKit: needed to process, not to train from the cache
 
     types, pos, charges, atom_ptr = [], [], [], [0]
     bonds, bond_ptr, index, smiles = [], [0], [], []
@@ -81,6 +82,38 @@ def load_processed(root: str | Path | None = None, limit: int | None = None, pro
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
     return blob
+
+
+def training_blob(blob: dict, val_molecules: int = 1000) -> dict:
+    """The part of a processed blob that training reads: the whole train split and the first
+    ``val_molecules`` of the validation split (what the validation loss uses), without SMILES or the
+    test split. Used to carry QM9 to a machine without qm9pack or RDKit (about 2/3 of the size)."""
+    train = blob["splits"]["train"]
+    valid = blob["splits"]["valid"][:val_molecules]
+    keep = torch.cat([train, valid])
+    atom_ptr, bond_ptr = blob["atom_ptr"], blob["bond_ptr"]
+    n_atoms = atom_ptr[keep + 1] - atom_ptr[keep]
+    n_bonds = bond_ptr[keep + 1] - bond_ptr[keep]
+    atom_idx = torch.repeat_interleave(atom_ptr[keep], n_atoms) + _ranges(n_atoms)
+    bond_idx = torch.repeat_interleave(bond_ptr[keep], n_bonds) + _ranges(n_bonds)
+    out = {k: v for k, v in blob.items() if k not in ("smiles", "splits")}
+    out.update({
+        "atom_type": blob["atom_type"][atom_idx], "pos": blob["pos"][atom_idx], "charge": blob["charge"][atom_idx],
+        "atom_ptr": torch.cat([torch.zeros(1, dtype=torch.int64), n_atoms.cumsum(0)]),
+        "bonds": blob["bonds"][bond_idx].to(torch.int8),  # atom indices < 29, orders ≤ 4
+        "bond_ptr": torch.cat([torch.zeros(1, dtype=torch.int64), n_bonds.cumsum(0)]),
+        "qm9_index": blob["qm9_index"][keep],
+        "splits": {"train": torch.arange(len(train)), "valid": torch.arange(len(train), len(keep)),
+                   "test": torch.zeros(0, dtype=torch.int64)},
+        "subset_of": "train + first %d valid" % len(valid),
+    })
+    return out
+
+
+def _ranges(counts: torch.Tensor) -> torch.Tensor:
+    """0..c-1 for each count c, concatenated."""
+    starts = torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    return torch.arange(int(counts.sum())) - starts
 
 
 _PAIRS: dict[int, torch.Tensor] = {}
@@ -156,7 +189,7 @@ class DatasetStats:
 
     @staticmethod
     def from_blob(blob: dict, split: str = "train") -> "DatasetStats":
-        in_split = torch.zeros(len(blob["smiles"]), dtype=torch.bool)
+        in_split = torch.zeros(len(blob["atom_ptr"]) - 1, dtype=torch.bool)
         in_split[blob["splits"][split]] = True
         sizes = blob["atom_ptr"].diff()
         atom_mask = in_split.repeat_interleave(sizes)
