@@ -1,4 +1,5 @@
-"""The training campaign's quality against training hours: PNG plot + the data behind it.
+"""The training campaign's quality and validation loss against epochs (with the CPU and GPU hours spent):
+PNG plot + the data behind it.
 
     python benchmarks/plot_campaign.py                 # every run under data/campaign/
 """
@@ -25,28 +26,40 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, nargs="*", default=sorted(Path("data/campaign").glob("*/metrics.jsonl")))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/campaign_curve.png"))
     args = ap.parse_args()
-    data = {}
+    data, loss = {}, {}
     for path in args.runs:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         data[path.parent.name] = [r for r in rows if "samples" in r]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        loss[path.parent.name] = [{k: r.get(k) for k in ("epoch", "step", "hours", "gpu_hours", "device", "val_loss")}
+                                  for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     for run, rows in data.items():
-        hours = [r["hours"] for r in rows]
+        epochs = [r["epoch"] for r in rows]
         for key, label in SERIES:
             if any(key in r for r in rows):
                 style = "-" if "own" in key else "--"
                 axes[0 if "stab" in label and "atom" not in label else 1].plot(
-                    hours, [100 * r.get(key, float("nan")) for r in rows], style, marker="o", label=f"{run}: {label}")
-    for ax, title in zip(axes, ["molecule stability", "validity / atom stability"]):
-        ax.set_xlabel("training hours (wall clock, this machine)")
-        ax.set_ylabel("%")
-        ax.set_title(title)
+                    epochs, [100 * r.get(key, float("nan")) for r in rows], style, marker="o", label=f"{run}: {label}")
+    for run, rows in loss.items():
+        for device, marker in (("cpu", "o"), ("cuda", "^")):
+            pts = [r for r in rows if str(r["device"]).startswith(device)]
+            if pts:
+                gpu = rows[-1].get("gpu_hours") or 0.0
+                hours = gpu if device == "cuda" else rows[-1]["hours"] - gpu
+                axes[2].plot([r["epoch"] for r in pts], [r["val_loss"] for r in pts], marker, ms=4,
+                             label=f"{run}, epochs on {device}: {hours:.2f} h in all")
+    for ax, title, ylabel in zip(axes, ["molecule stability (500 EMA samples, 100 steps)",
+                                        "validity / atom stability", "validation loss (EMA, 1,000 molecules)"],
+                                 ["%", "%", "L_simple"]):
+        ax.set_xlabel("epochs of QM9 train (100,000 molecules)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
     with atomic_path(args.out) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    atomic_write_text(args.out.with_suffix(".json"), json.dumps(data, indent=1) + "\n")
+    atomic_write_text(args.out.with_suffix(".json"), json.dumps({"samples": data, "loss": loss}, indent=1) + "\n")
     print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
 
 

@@ -91,3 +91,20 @@ def test_cache_loads_again(tmp_path):
     assert sum(stats.n_atoms_hist) == len(blob["splits"]["train"])
     assert abs(sum(stats.atom_type_freq) - 1) < 1e-9 and abs(sum(stats.bond_freq) - 1) < 1e-9
     assert DatasetStats.from_dict(stats.to_dict()) == stats
+
+
+def test_training_blob_holds_the_same_molecules(small_blob):
+    """The carried training cache: every train molecule and the first validation ones, unchanged."""
+    from moldiff.data.qm9 import training_blob
+
+    full = small_blob
+    part = training_blob(full, val_molecules=5)
+    for split, n in (("train", None), ("valid", 5)):
+        a, b = QM9(split, blob=full), QM9(split, blob=part)
+        assert len(b) == (len(a) if n is None else n)
+        for k in range(len(b)):
+            x, y = a[k], b[k]
+            assert torch.equal(x.pos, y.pos) and torch.equal(x.atom_type, y.atom_type)
+            assert torch.equal(x.charge, y.charge) and torch.equal(x.bond, y.bond)
+    assert len(QM9("test", blob=part)) == 0 and "smiles" not in part
+    assert DatasetStats.from_blob(full).to_dict() == DatasetStats.from_blob(part).to_dict()

@@ -152,3 +152,43 @@ def test_sigterm_finishes_the_step_and_checkpoints(tmp_path, data_root):
     assert proc.returncode == 0, err
     blob = load_checkpoint(run / "checkpoint.pt")
     assert blob["step"] > 0 and blob["run_state"]["step"] == blob["step"]
+
+
+def test_loader_workers_give_the_same_run(tmp_path, data_root, one_thread):
+    """Batches built by loader processes (--workers) are the same batches: the run is bitwise the same."""
+    cfg = tiny(val_molecules=16, eval_every_epochs=10)
+    inline = Trainer(cfg, tmp_path / "inline", data_root, limit=200, progress=False)
+    inline.fit(max_steps=12)  # crosses an epoch boundary (9 steps per epoch)
+    loaded = Trainer(cfg, tmp_path / "loaded", data_root, limit=200, progress=False, workers=2)
+    loaded.fit(max_steps=12)
+    a = load_checkpoint(tmp_path / "inline" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "loaded" / "checkpoint.pt")
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+
+
+def test_batch_size_override_on_resume_keeps_the_epoch_position(tmp_path, data_root):
+    cfg = tiny(batch_size=4, val_molecules=8, eval_every_epochs=10)
+    Trainer(cfg, tmp_path / "run", data_root, limit=200, progress=False).fit(max_steps=20)  # 38 steps/epoch
+    resumed = Trainer(None, tmp_path / "run", data_root, limit=200, resume=True, progress=False)
+    assert resumed.state.step_in_epoch == 20
+    resumed.override_batch_size(16)
+    assert resumed.state.step_in_epoch == 5 and resumed.cfg.train.batch_size == 16
+    resumed.fit(max_steps=22)
+    blob = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert blob["step"] == 22 and blob["run_state"]["step_in_epoch"] == 7
+    assert blob["config"]["train"]["batch_size"] == 16
+    with pytest.raises(ValueError):
+        resumed.override_batch_size(0)
+
+
+def test_training_needs_neither_rdkit_nor_qm9pack(tmp_path, data_root):
+    """The GPU machine has neither: training from a processed cache must not import them."""
+    Trainer(tiny(), tmp_path / "warm", data_root, limit=200, progress=False)  # make sure the cache exists
+    code = ("import sys; sys.modules['rdkit'] = None; sys.modules['qm9pack'] = None\n"
+            "from moldiff.cli import main\n"
+            f"sys.exit(main(['train', '--preset', 'tiny', '--run-dir', {str(tmp_path / 'run')!r}, '--data-dir', "
+            f"{str(data_root)!r}, '--limit', '200', '--max-steps', '2', '--eval-samples', '0', '--no-progress']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 2
