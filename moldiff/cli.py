@@ -42,7 +42,7 @@ def add_train(sub) -> None:
     p.add_argument("--max-steps", type=_positive, help="stop after this many optimisation steps in total")
     p.add_argument("--max-hours", type=float, help="stop after this many hours of this invocation")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA where present)")
-    p.add_argument("--threads", type=_positive, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=_positive, help="CPU threads for torch (default: the cores that are idle now)")
     p.add_argument("--eval-every", type=float, metavar="EPOCHS",
                    help="evaluate this often (overrides the config, also on --resume; training is unaffected)")
     p.add_argument("--eval-samples", type=int, metavar="N", help="molecules sampled at each evaluation (0: none)")
@@ -74,9 +74,9 @@ def run_train(args) -> int:
     from moldiff.config import load_config
     from moldiff.train import Trainer
 
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+    from moldiff.runtime import set_threads
+
+    set_threads(args.threads)
     try:
         cfg = None if args.resume else load_config(args.preset, args.config)
         trainer = Trainer(cfg, args.run_dir, args.data_dir, args.limit, args.device, args.resume,
@@ -107,6 +107,8 @@ def add_sample(sub) -> None:
     p.add_argument("--valid-only", action="store_true", help="write only molecules that RDKit sanitises")
     p.add_argument("--png", type=Path, help="also draw a grid of the molecules to this PNG file")
     p.add_argument("--device", help="cpu, cuda … (default: CUDA where present)")
+    p.add_argument("--threads", type=_positive, help="CPU threads (default: the cores that are idle now; the "
+                   "same seed gives the same molecules at the same thread count)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -117,6 +119,7 @@ def run_sample(args) -> int:
     from moldiff.api import load, load_pretrained
     from moldiff.chem.io import file_format, write_molecules
     from moldiff.checkpoint import CheckpointError
+    from moldiff.runtime import set_threads
     from moldiff.sampling import generate_batches
 
     if args.num <= 0:
@@ -128,6 +131,7 @@ def run_sample(args) -> int:
         if args.png.suffix.lower() != ".png":
             raise UserError(f"--png {args.png}: the picture must be a .png file")
         _writable(args.png)
+    set_threads(args.threads)
     try:
         gen = load(args.checkpoint, args.device) if args.checkpoint else load_pretrained("qm9", args.device)
         if args.steps is not None and not 1 <= args.steps <= gen.chain.T:

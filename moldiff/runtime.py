@@ -37,3 +37,30 @@ def tune_allocator() -> bool:
         return False
     _done = ok
     return ok
+
+
+def free_cores(load: float | None = None, cores: int | None = None) -> int:
+    """CPU threads worth using now: the cores this process may run on, less the ones other work keeps busy
+    (the 1-minute load average), at least 1.
+
+    On a small shared machine an OpenMP region with more threads than idle cores waits at every barrier
+    for a descheduled thread; benchmarks/README.md measured one kernel 80× slower that way. ``load`` and
+    ``cores`` default to ``os.getloadavg()[0]`` and the process's CPU affinity.
+    """
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:
+            load = 0.0
+    return max(1, min(cores, int(cores - load + 0.5)))
+
+
+def set_threads(threads: int | None) -> int:
+    """Use ``threads`` torch threads, or :func:`free_cores` when None; returns the number set."""
+    import torch
+
+    n = threads or free_cores()
+    torch.set_num_threads(n)
+    return n

@@ -271,6 +271,7 @@ class Trainer:
         return row
 
     def add_hours(self, seconds: float) -> None:
+        """Count ``seconds`` of this run's wall clock (and of its GPU time on CUDA)."""
         self.state.hours += seconds / 3600.0
         if self.device.type == "cuda":
             self.state.gpu_hours += seconds / 3600.0
