@@ -29,7 +29,12 @@ def main() -> None:
     data, loss = {}, {}
     for path in args.runs:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        data[path.parent.name] = [r for r in rows if "samples" in r]
+        snaps = path.parent / "snapshot_metrics.jsonl"  # EMA snapshots scored after the fact (GPU segments)
+        if snaps.exists():
+            rows_s = [json.loads(line) for line in snaps.read_text().splitlines() if line.strip()]
+        else:
+            rows_s = []
+        data[path.parent.name] = sorted([r for r in rows if "samples" in r] + rows_s, key=lambda r: r["epoch"])
         loss[path.parent.name] = [{k: r.get(k) for k in ("epoch", "step", "hours", "gpu_hours", "device", "val_loss")}
                                   for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))

@@ -50,6 +50,8 @@ def add_train(sub) -> None:
                    "--resume, where the position in the epoch is kept)")
     p.add_argument("--workers", type=int, default=0, help="data-loader processes that build batches ahead "
                    "(0: in the training process; pays on a GPU)")
+    p.add_argument("--snapshot-every", type=float, metavar="EPOCHS", help="also keep the EMA weights this often "
+                   "as small checkpoints in RUN_DIR/snapshots/ (to score later, e.g. after a GPU run)")
     p.add_argument("--data-dir", type=Path, help=f"processed-data cache (default: $MOLDIFF_DATA or data/cache)")
     p.add_argument("--limit", type=_positive, help="use only the first N QM9 molecules (smoke tests)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -80,7 +82,8 @@ def run_train(args) -> int:
     try:
         cfg = None if args.resume else load_config(args.preset, args.config)
         trainer = Trainer(cfg, args.run_dir, args.data_dir, args.limit, args.device, args.resume,
-                          progress=not args.no_progress, workers=args.workers)
+                          progress=not args.no_progress, workers=args.workers,
+                          snapshot_every=args.snapshot_every)
         trainer.override_evaluation(args.eval_every, args.eval_samples)
         trainer.override_batch_size(args.batch_size)
         _stop_on_signals(trainer)

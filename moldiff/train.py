@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch_geometric.data import Batch
 
-from moldiff.checkpoint import load_checkpoint, save_checkpoint
+from moldiff.checkpoint import inference_blob, load_checkpoint, save_checkpoint
 from moldiff.config import RunConfig
 from moldiff.data.qm9 import QM9, DatasetStats, load_processed
 from moldiff.diffusion.state import State
@@ -109,9 +109,12 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, data_root: str | Path | None = None,
                  limit: int | None = None, device: str | None = None, resume: bool = False,
-                 progress: bool = True, workers: int = 0):
+                 progress: bool = True, workers: int = 0, snapshot_every: float | None = None):
         tune_allocator()
         self.workers = workers
+        if snapshot_every is not None and snapshot_every <= 0:
+            raise ValueError(f"--snapshot-every must be positive, got {snapshot_every}")
+        self.snapshot_every = snapshot_every
         self.run_dir = Path(run_dir)
         self.rank = int(os.environ.get("RANK", 0))
         self.world = int(os.environ.get("WORLD_SIZE", 1))
@@ -247,19 +250,37 @@ class Trainer:
             count += graph.num_graphs
         return total / max(count, 1)
 
-    def save(self) -> None:
-        if self.rank != 0:
-            return
-        save_checkpoint({
+    def checkpoint_blob(self) -> dict:
+        """The full training state, as the checkpoint stores it."""
+        return {
             "config": self.cfg.to_dict(), "stats": self.stats.to_dict(),
             "model": self.net.state_dict(), "ema": self.ema.model.state_dict(), "ema_updates": self.ema.updates,
             "optimizer": self.opt.state_dict(), "run_state": vars(self.state).copy(),
             "step": self.state.step, "epoch": self.state.epoch, "hours": self.state.hours,
-        }, self.run_dir / CHECKPOINT)
+        }
+
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        save_checkpoint(self.checkpoint_blob(), self.run_dir / CHECKPOINT)
+
+    def save_snapshot(self) -> Path:
+        """The EMA weights now, as a small sampling checkpoint in ``run_dir/snapshots/`` (e.g. to score later,
+        where RDKit is, the epochs a GPU machine trained)."""
+        path = self.run_dir / "snapshots" / f"step{self.state.step:07d}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        blob = inference_blob(self.checkpoint_blob())
+        blob["epoch"] = self.epochs_done()
+        save_checkpoint(blob, path)
+        return path
+
+    def epochs_done(self) -> float:
+        """Epochs trained so far, with the fraction of the current one."""
+        return round(self.state.epoch + self.state.step_in_epoch / max(1, self.steps_per_epoch), 4)
 
     def evaluate(self, train_loss: float) -> dict:
         """Validation loss, and stability/validity of freshly sampled molecules when configured."""
-        row = {"epoch": round(self.state.epoch + self.state.step_in_epoch / max(1, self.steps_per_epoch), 4),
+        row = {"epoch": self.epochs_done(),
                "step": self.state.step, "hours": round(self.state.hours, 5),
                "gpu_hours": round(self.state.gpu_hours, 5), "device": str(self.device),
                "world_size": self.world, "train_loss": train_loss, "val_loss": self.validation_loss(),
@@ -287,6 +308,7 @@ class Trainer:
         max_steps = max_steps if max_steps is not None else tc.max_steps
         self.steps_per_epoch = len(self.epoch_batches(0))
         eval_every = max(1, int(round(tc.eval_every_epochs * self.steps_per_epoch)))
+        snap_every = max(1, int(round(self.snapshot_every * self.steps_per_epoch))) if self.snapshot_every else 0
         total_steps = int(math.ceil(tc.epochs * self.steps_per_epoch))
         if max_steps is not None:
             total_steps = min(total_steps, max_steps)
@@ -314,6 +336,8 @@ class Trainer:
                     if self.rank == 0:
                         append_metrics(self.run_dir / METRICS, row)
                         bar.write(json.dumps(row))
+                if snap_every and self.state.step % snap_every == 0 and self.rank == 0:
+                    self.save_snapshot()
                 end_of_epoch = self.state.step_in_epoch >= len(batches)
                 if end_of_epoch:
                     self.state.epoch += 1

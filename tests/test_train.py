@@ -192,3 +192,20 @@ def test_training_needs_neither_rdkit_nor_qm9pack(tmp_path, data_root):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 2
+
+
+def test_snapshots_hold_the_ema_weights(tmp_path, data_root):
+    from moldiff.model import Generator
+
+    cfg = tiny(val_molecules=8, eval_every_epochs=10)
+    trainer = Trainer(cfg, tmp_path / "run", data_root, limit=200, progress=False, snapshot_every=1.0)
+    trainer.fit(max_steps=18)  # 9 steps per epoch: snapshots after steps 9 and 18
+    snaps = sorted((tmp_path / "run" / "snapshots").glob("*.pt"))
+    assert [p.name for p in snaps] == ["step0000009.pt", "step0000018.pt"]
+    gen = Generator.from_checkpoint(snaps[-1])
+    full = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert gen.info["step"] == 18 and "optimizer" not in load_checkpoint(snaps[-1])
+    for name, value in gen.network.state_dict().items():
+        assert torch.equal(value, full["ema"][name]), name
+    with pytest.raises(ValueError):
+        Trainer(cfg, tmp_path / "other", data_root, limit=200, progress=False, snapshot_every=0)
