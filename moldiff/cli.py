@@ -48,6 +48,7 @@ def add_train(sub) -> None:
     p.add_argument("--eval-samples", type=int, metavar="N", help="molecules sampled at each evaluation (0: none)")
     p.add_argument("--batch-size", type=_positive, help="molecules per step (overrides the config, also on "
                    "--resume, where the position in the epoch is kept)")
+    p.add_argument("--lr", type=float, help="base learning rate (overrides the config, also on --resume)")
     p.add_argument("--workers", type=int, default=0, help="data-loader processes that build batches ahead "
                    "(0: in the training process; pays on a GPU)")
     p.add_argument("--snapshot-every", type=float, metavar="EPOCHS", help="also keep the EMA weights this often "
@@ -86,6 +87,7 @@ def run_train(args) -> int:
                           snapshot_every=args.snapshot_every)
         trainer.override_evaluation(args.eval_every, args.eval_samples)
         trainer.override_batch_size(args.batch_size)
+        trainer.override_lr(args.lr)
         _stop_on_signals(trainer)
     except (ValueError, CheckpointError, FileNotFoundError) as err:
         raise UserError(str(err)) from None

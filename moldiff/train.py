@@ -187,6 +187,14 @@ class Trainer:
         self.state.step_in_epoch = self.state.step_in_epoch * old // batch_size
         self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, batch_size=batch_size))
 
+    def override_lr(self, lr: float | None) -> None:
+        """Continue the run with another base learning rate (e.g. a final low-rate segment)."""
+        if lr is None:
+            return
+        if not lr > 0:
+            raise ValueError(f"--lr must be positive, got {lr}")
+        self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, lr=lr))
+
     # ------------------------------------------------------------------------------------------
     def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
         """This rank's batches (dataset positions) of one epoch, in a seeded order."""
@@ -280,12 +288,13 @@ class Trainer:
 
     def evaluate(self, train_loss: float) -> dict:
         """Validation loss, and stability/validity of freshly sampled molecules when configured."""
+        tc = self.cfg.train
         row = {"epoch": self.epochs_done(),
                "step": self.state.step, "hours": round(self.state.hours, 5),
                "gpu_hours": round(self.state.gpu_hours, 5), "device": str(self.device),
+               "lr": lr_at(self.state.step, tc), "batch_size": tc.batch_size,
                "world_size": self.world, "train_loss": train_loss, "val_loss": self.validation_loss(),
                "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        tc = self.cfg.train
         if tc.eval_samples:
             from moldiff.quality import sample_quality
             row.update(sample_quality(self.generator, tc.eval_samples, tc.eval_steps, seed=0))

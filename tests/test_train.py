@@ -209,3 +209,17 @@ def test_snapshots_hold_the_ema_weights(tmp_path, data_root):
         assert torch.equal(value, full["ema"][name]), name
     with pytest.raises(ValueError):
         Trainer(cfg, tmp_path / "other", data_root, limit=200, progress=False, snapshot_every=0)
+
+
+def test_lr_override_on_resume_is_used_and_logged(tmp_path, data_root):
+    cfg = tiny(val_molecules=8, eval_every_epochs=1.0, warmup_steps=2)
+    Trainer(cfg, tmp_path / "run", data_root, limit=200, progress=False).fit(max_steps=9)
+    resumed = Trainer(None, tmp_path / "run", data_root, limit=200, resume=True, progress=False)
+    resumed.override_lr(1e-5)
+    resumed.fit(max_steps=18)
+    assert resumed.opt.param_groups[0]["lr"] == 1e-5
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in rows] == [cfg.train.lr, 1e-5]
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]["train"]["lr"] == 1e-5
+    with pytest.raises(ValueError):
+        resumed.override_lr(0.0)
