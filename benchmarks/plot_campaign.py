@@ -37,7 +37,8 @@ def main() -> None:
         data[path.parent.name] = sorted([r for r in rows if "samples" in r] + rows_s, key=lambda r: r["epoch"])
         loss[path.parent.name] = [{k: r.get(k) for k in ("epoch", "step", "hours", "gpu_hours", "device", "val_loss")}
                                   for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    fig, grid = plt.subplots(2, 2, figsize=(13, 9))
+    axes = grid.ravel()
     for run, rows in data.items():
         epochs = [r["epoch"] for r in rows]
         for key, label in SERIES:
@@ -53,12 +54,25 @@ def main() -> None:
                 hours = gpu if device == "cuda" else rows[-1]["hours"] - gpu
                 axes[2].plot([r["epoch"] for r in pts], [r["val_loss"] for r in pts], marker, ms=4,
                              label=f"{run}, epochs on {device}: {hours:.2f} h in all")
-    for ax, title, ylabel in zip(axes, ["molecule stability (500 EMA samples, 100 steps)",
+    for run, rows in data.items():  # the same figures against wall-clock training hours, GPU segments shaded
+        hours = [r["hours"] for r in rows]
+        for key, label in SERIES[:2]:
+            axes[3].plot(hours, [100 * r.get(key, float("nan")) for r in rows], "-", marker="o", label=f"{run}: {label}")
+        prev = None
+        for r in loss[run]:
+            if str(r["device"]).startswith("cuda") and prev is not None:
+                axes[3].axvspan(prev["hours"], r["hours"], color="orange", alpha=0.3, lw=0)
+            prev = r
+    axes[3].set_xlabel("training hours, wall clock (2-core CPU; orange: on one H100)")
+    for ax, title, ylabel in zip(axes[:3], ["molecule stability (500 EMA samples, 100 steps)",
                                         "validity / atom stability", "validation loss (EMA, 1,000 molecules)"],
                                  ["%", "%", "L_simple"]):
         ax.set_xlabel("epochs of QM9 train (100,000 molecules)")
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
+    axes[3].set_ylabel("%")
+    axes[3].set_title("molecule stability and validity (protocol) against hours", fontsize=10)
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
