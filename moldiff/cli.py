@@ -106,6 +106,9 @@ def add_sample(sub) -> None:
     p.add_argument("--checkpoint", help="checkpoint file (default: the built-in 'qm9' model)")
     p.add_argument("--steps", type=int, help="sampler steps S ≤ T (default: all T)")
     p.add_argument("--ddim", action="store_true", help="deterministic DDIM-style sampler")
+    p.add_argument("--spacing", choices=["uniform", "quadratic"], default="uniform",
+                   help="with --steps: spread the steps evenly, or most of them at low noise (quadratic: better "
+                        "molecules for the same S, see benchmarks/README.md)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0); the same seed gives the same molecules")
     p.add_argument("--atoms", type=int, help="atoms per molecule (default: drawn from the training p(N))")
     p.add_argument("--batch-size", type=int, default=100, help="molecules per batch (100)")
@@ -145,7 +148,7 @@ def run_sample(args) -> int:
         partial = args.output.with_name(args.output.name + ".partial" + args.output.suffix)
         for batch in generate_batches(gen, args.num, steps=args.steps, seed=args.seed, n_atoms=args.atoms,
                                       batch_size=args.batch_size, deterministic=args.ddim,
-                                      progress=not args.no_progress):
+                                      spacing=args.spacing, progress=not args.no_progress):
             mols.extend(m for m in batch if not args.valid_only or m.GetIntProp("moldiff_valid"))
             write_molecules(mols, partial)  # a crash loses at most the batch in flight
         written, skipped = write_molecules(mols, args.output)

@@ -95,6 +95,7 @@ def to_molecules(gen: Generator, out: State, graph: Graph) -> list[Chem.Mol]:
 @torch.no_grad()
 def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: int = 0,
                      n_atoms: int | None = None, batch_size: int = 100, deterministic: bool = False,
+                     spacing: str = "uniform",
                      progress: bool = False) -> Iterator[list[Chem.Mol]]:
     """Sample ``n`` molecules, ``batch_size`` at a time; yields each batch's RDKit molecules.
 
@@ -114,14 +115,14 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
     sizes = [n_atoms] * n if n_atoms else draw_sizes(gen.stats.n_atoms_hist, n, g_sizes)
     g_chain = torch.Generator(device=device).manual_seed(seed + 1)
     cfg = gen.config.features
-    steps_per_batch = len(gen.chain.timesteps(steps))
+    steps_per_batch = len(gen.chain.timesteps(steps, spacing))
     bar = tqdm(total=steps_per_batch * ((n + batch_size - 1) // batch_size), disable=not progress,
                desc="sampling", unit="step", mininterval=1.0)
     gen.network.eval()
     for start in range(0, n, batch_size):
         chunk = sizes[start:start + batch_size]
         template, graph = empty_graph(chunk, cfg.h_dim, cfg.e_dim, device)
-        for t, out in gen.chain.sample_iter(gen.network, template, graph, steps, deterministic, g_chain):
+        for t, out in gen.chain.sample_iter(gen.network, template, graph, steps, deterministic, g_chain, spacing):
             bar.update(1 if t >= 0 else 0)
         yield to_molecules(gen, out, graph)
     bar.close()

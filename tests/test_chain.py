@@ -376,6 +376,18 @@ def test_timesteps():
             chain.timesteps(bad)
 
 
+def test_quadratic_spacing_puts_most_steps_at_low_noise():
+    chain = make_chain(1000)
+    assert chain.timesteps(1000, "quadratic")[:2] == [1000, 998]
+    for steps in (10, 100, 250):
+        grid = chain.timesteps(steps, "quadratic")
+        assert grid[0] == 1000 and grid[-1] == 0 and all(a > b for a, b in zip(grid, grid[1:]))
+        assert 0.9 * steps <= len(grid) - 1 <= steps  # the integer grid merges a few of the first steps
+        assert sum(t < 300 for t in grid) > len(grid) / 2 > sum(t < 300 for t in chain.timesteps(steps))
+    with pytest.raises(ValueError):
+        chain.timesteps(10, "cubic")
+
+
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_sampler_yields_com_free_states(toy_graph, deterministic):
     chain = make_chain(50)
@@ -395,15 +407,15 @@ def test_sampler_yields_com_free_states(toy_graph, deterministic):
 
 
 @pytest.mark.parametrize("deterministic", [False, True])
-@pytest.mark.parametrize("steps", [None, 13])
-def test_sampler_with_an_exact_model_returns_the_target(toy_graph, deterministic, steps):
+@pytest.mark.parametrize("steps, spacing", [(None, "uniform"), (13, "uniform"), (13, "quadratic")])
+def test_sampler_with_an_exact_model_returns_the_target(toy_graph, deterministic, steps, spacing):
     """If x̂ is the target at every step the reverse chain must end exactly there (ancestral or DDIM)."""
     chain = make_chain(200)
     graph = toy_graph([4, 2])
     target = random_state(graph, seed=31)
     template = State(*(torch.zeros_like(f) for f in target))
     out = chain.sample(OracleModel(chain, target), template, graph, steps=steps, deterministic=deterministic,
-                       generator=torch.Generator().manual_seed(5))
+                       generator=torch.Generator().manual_seed(5), spacing=spacing)
     for a, b in zip(out, target):
         assert torch.allclose(a, b, rtol=0, atol=1e-9)
 

@@ -19,6 +19,8 @@ import torch
 from moldiff.diffusion.schedule import NoiseSchedule
 from moldiff.diffusion.state import Graph, State, per_graph_sum, remove_mean
 
+SPACINGS = ("uniform", "quadratic")  # how an S-step sampler spreads its steps over [0, T]
+
 EpsModel = Callable[[State, torch.Tensor, Graph], State]
 
 
@@ -187,24 +189,32 @@ class DiffusionChain:
         return nll.to(x0.x.dtype)
 
     # ----- sampling ------------------------------------------------------------------------------
-    def timesteps(self, steps: int | None = None) -> list[int]:
-        """Descending timesteps T = τ_S > … > τ_1 > 0 for an S-step sampler (S = T: every step)."""
+    def timesteps(self, steps: int | None = None, spacing: str = "uniform") -> list[int]:
+        """Descending timesteps T = τ_S > … > τ_1 > 0 for an S-step sampler (S = T: every step).
+
+        ``spacing`` "uniform": τ_k = T·k/S; "quadratic": τ_k = T·(k/S)², most steps at low noise (where the
+        integer grid merges the first few, S is a little smaller)."""
         steps = self.T if steps is None else steps
         if not 1 <= steps <= self.T:
             raise ValueError(f"steps must be between 1 and {self.T}, got {steps}")
-        grid = torch.linspace(self.T, 0, steps + 1).round().long().tolist()
+        if spacing not in SPACINGS:
+            raise ValueError(f"unknown spacing {spacing!r}; choose from {SPACINGS}")
+        if spacing == "uniform":
+            grid = torch.linspace(self.T, 0, steps + 1).round().long().tolist()
+        else:
+            grid = (self.T * torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64) ** 2).round().long().tolist()
         return sorted(set(grid), reverse=True)
 
     def sample_iter(self, model: EpsModel, template: State, graph: Graph, steps: int | None = None,
-                    deterministic: bool = False, generator: torch.Generator | None = None
-                    ) -> Iterator[tuple[int, State]]:
+                    deterministic: bool = False, generator: torch.Generator | None = None,
+                    spacing: str = "uniform") -> Iterator[tuple[int, State]]:
         """Run the reverse chain from z_T ~ N(0, I); yields (t, z_t) after each step and finally (−1, x̂).
 
         Ancestral: z_s ~ q(z_s | z_t, x̂) with the posterior of the jump t → s (exact DDPM when S = T).
         Deterministic (DDIM, η = 0): z_s = α_s x̂ + σ_s ε̂.
         """
         z = sample_noise(template, graph, generator)
-        grid = self.timesteps(steps)
+        grid = self.timesteps(steps, spacing)
         G = graph.num_graphs
         dev = template.x.device
         for t_int, s_int in zip(grid[:-1], grid[1:]):
@@ -229,8 +239,9 @@ class DiffusionChain:
         yield -1, State(remove_mean(x_hat.x, graph.batch, G), x_hat.h, x_hat.e)
 
     def sample(self, model: EpsModel, template: State, graph: Graph, steps: int | None = None,
-               deterministic: bool = False, generator: torch.Generator | None = None) -> State:
+               deterministic: bool = False, generator: torch.Generator | None = None,
+               spacing: str = "uniform") -> State:
         """The final x̂ of :meth:`sample_iter`."""
-        for _, out in self.sample_iter(model, template, graph, steps, deterministic, generator):
+        for _, out in self.sample_iter(model, template, graph, steps, deterministic, generator, spacing):
             pass
         return out
