@@ -41,20 +41,32 @@ def tune_allocator() -> bool:
 
 def free_cores(load: float | None = None, cores: int | None = None) -> int:
     """CPU threads worth using now: the cores this process may run on, less the ones other work keeps busy
-    (the 1-minute load average), at least 1.
+    (:func:`busy_elsewhere`), at least 1.
 
     On a small shared machine an OpenMP region with more threads than idle cores waits at every barrier
     for a descheduled thread; benchmarks/README.md measured one kernel 80× slower that way. ``load`` and
-    ``cores`` default to ``os.getloadavg()[0]`` and the process's CPU affinity.
+    ``cores`` default to :func:`busy_elsewhere` and the process's CPU affinity.
     """
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except OSError:
-            load = 0.0
+        load = busy_elsewhere()
     return max(1, min(cores, int(cores - load + 0.5)))
+
+
+def busy_elsewhere(loadavg: str | None = None) -> float:
+    """How many cores other work keeps busy: the smaller of the 1-minute load average, which lags (a job
+    that ended a minute ago still counts), and the number of runnable tasks right now besides this one
+    (both from ``/proc/loadavg``; ``os.getloadavg()`` where that file does not exist)."""
+    try:
+        text = loadavg if loadavg is not None else open("/proc/loadavg").read()
+        fields = text.split()
+        return max(0.0, min(float(fields[0]), float(fields[3].split("/")[0]) - 1))
+    except (OSError, IndexError, ValueError):
+        try:
+            return os.getloadavg()[0]
+        except OSError:
+            return 0.0
 
 
 def set_threads(threads: int | None) -> int:

@@ -21,3 +21,14 @@ def test_set_threads_sets_torch_threads():
         assert 1 <= n == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1.07 1.87 1.99 1/345 12345\n", 0.0),   # a job just ended: the average lags, nothing else runs now
+    ("1.07 1.87 1.99 3/345 12345\n", 1.07),  # two others run now: the average is the smaller figure
+    ("0.20 0.50 0.90 2/345 12345\n", 0.2),
+])
+def test_busy_elsewhere(text, expected):
+    from moldiff.runtime import busy_elsewhere
+
+    assert busy_elsewhere(text) == pytest.approx(expected)
