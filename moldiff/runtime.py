@@ -5,6 +5,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from pathlib import Path
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -59,7 +60,7 @@ def busy_elsewhere(loadavg: str | None = None) -> float:
     that ended a minute ago still counts), and the number of runnable tasks right now besides this one
     (both from ``/proc/loadavg``; ``os.getloadavg()`` where that file does not exist)."""
     try:
-        text = loadavg if loadavg is not None else open("/proc/loadavg").read()
+        text = loadavg if loadavg is not None else Path("/proc/loadavg").read_text()
         fields = text.split()
         return max(0.0, min(float(fields[0]), float(fields[3].split("/")[0]) - 1))
     except (OSError, IndexError, ValueError):
