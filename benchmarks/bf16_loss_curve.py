@@ -1,11 +1,21 @@
 """Training loss, bf16 autocast vs fp32, from the same initial weights on the same real QM9 batches and noise.
 
-    python benchmarks/bf16_loss_curve.py --steps 300 --json benchmarks/results/bf16_loss_curve.json
+    python benchmarks/bf16_loss_curve.py --steps 300 --seeds 0,1,2,3,4 --threads 1 \
+        --json benchmarks/results/bf16_loss_curve.json --plot benchmarks/results/bf16_loss_curve.png
 
-Two moldiff Trainers (TrainConfig.bf16 False / True) are built with the same seed, so they start from identical
-weights and draw identical t, noise and rotations at every step (the step generator is a function of the step);
-they are stepped alternately on the same batches. Reports both loss curves, their running means and the
-relative gap of the running means, plus the validation loss of both at the end (fp32 evaluation).
+For every seed, three moldiff Trainers are built with that seed, so they start from identical weights and draw
+identical t, noise and rotations at every step (the step generator is a function of the seed and step), and
+they are stepped alternately on the same batches:
+
+- ``fp32``: the default;
+- ``bf16``: ``TrainConfig.bf16`` (autocast);
+- ``control``: fp32 again, its initial weights perturbed by a relative 1e-4 — how far two runs drift apart
+  from any rounding change alone.
+
+Per seed it reports the mean training loss over the last third of the steps and the EMA network's validation
+loss (fp32 evaluation) of each run, and their relative gaps to ``fp32``; over the seeds, the mean and standard
+deviation of the bf16 gap and of the control gap. bf16 leaves the loss curve unchanged when its gap is of the
+size of the control's.
 """
 from __future__ import annotations
 
@@ -23,9 +33,90 @@ import torch
 from moldiff.config import load_config
 from moldiff.train import Trainer
 
+RUNS = ("fp32", "bf16", "control")
+
 
 def running_mean(xs: list[float], w: int) -> list[float]:
     return [statistics.fmean(xs[max(0, k - w + 1):k + 1]) for k in range(len(xs))]
+
+
+def spread(xs: list[float]) -> dict:
+    return {"mean": statistics.fmean(xs), "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0, "values": xs}
+
+
+def one_seed(cfg, seed: int, steps: int, window: int) -> dict:
+    """Train the three runs of one seed side by side; returns their curves and end-points."""
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+    trainers = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in RUNS:
+            c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, bf16=name == "bf16"))
+            trainers[name] = Trainer(c, Path(tmp) / name, device="cpu", progress=False)
+    ref = trainers["fp32"].net.state_dict()
+    for name in RUNS[1:]:
+        other = trainers[name].net.state_dict()
+        assert all(torch.equal(ref[k], other[k]) for k in ref), "the runs must start from the same weights"
+    control = trainers["control"]
+    g = torch.Generator().manual_seed(99 + seed)
+    with torch.no_grad():
+        for p_ in control.net.parameters():
+            p_.mul_(1 + 1e-4 * torch.randn(p_.shape, generator=g))
+        control.ema.model.load_state_dict(control.net.state_dict())
+    batches = trainers["fp32"].epoch_batches(0)
+    losses = {k: [] for k in RUNS}
+    times = {k: [] for k in RUNS}
+    for step in range(steps):
+        batch = trainers["fp32"].collate(batches[step % len(batches)])
+        for name, tr in trainers.items():
+            t0 = time.perf_counter()
+            losses[name].append(tr.train_step(batch))
+            times[name].append(time.perf_counter() - t0)
+        if step % 50 == 0 or step == steps - 1:
+            print(f"seed {seed} step {step}: " + "  ".join(f"{k} {v[-1]:.4f}" for k, v in losses.items()),
+                  flush=True)
+    tail = steps // 3
+    last = {k: statistics.fmean(v[-tail:]) for k, v in losses.items()}
+    val = {k: tr.validation_loss() for k, tr in trainers.items()}
+    run = {k: running_mean(v, window) for k, v in losses.items()}
+    return {
+        "seed": seed,
+        "loss": losses,
+        "relative_gap_running_mean": {k: [(run[k][s] - run["fp32"][s]) / run["fp32"][s] for s in range(steps)]
+                                      for k in RUNS[1:]},
+        "mean_loss_last_third": last,
+        "validation_loss_ema_fp32_eval": val,
+        "gap_last_third": {k: (last[k] - last["fp32"]) / last["fp32"] for k in RUNS[1:]},
+        "gap_validation": {k: (val[k] - val["fp32"]) / val["fp32"] for k in RUNS[1:]},
+        "seconds_per_step_median": {k: statistics.median(v) for k, v in times.items()},
+    }
+
+
+def plot(path: str, per_seed: list[dict], title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    first = per_seed[0]
+    for k, colour in zip(RUNS, ("C0", "C3", "0.5")):
+        a.plot(running_mean(first["loss"][k], 25), color=colour, label=k)
+    a.set_xlabel("step")
+    a.set_ylabel("training loss, running mean of 25")
+    a.set_yscale("log")
+    a.set_title(f"seed {first['seed']}")
+    a.legend()
+    for s in per_seed:
+        for k, colour in zip(RUNS[1:], ("C3", "0.5")):
+            b.plot([100 * v for v in s["relative_gap_running_mean"][k]], color=colour, lw=0.9,
+                   label=f"{k} − fp32" if s is first else None)
+    b.axhline(0, color="k", lw=0.5)
+    b.set_ylim(-15, 15)
+    b.set_xlabel("step")
+    b.set_ylabel("relative gap to fp32 (%)")
+    b.set_title(f"{len(per_seed)} seeds")
+    b.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,84 +127,49 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2,3,4")
     ap.add_argument("--window", type=int, default=25)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--control", action="store_true",
-                    help="control run: the second run is fp32 too, its initial weights perturbed by a relative 1e-4 "
-                         "(the size of the trajectory divergence that any rounding change causes)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--plot", default=None)
     args = ap.parse_args(argv)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        print(f"error: --seeds must be comma-separated integers, got {args.seeds!r}", file=sys.stderr)
+        return 2
+    if not seeds or args.steps < 3:
+        print("error: need at least one seed and 3 steps", file=sys.stderr)
+        return 2
 
     cfg = load_config(args.preset)
     cfg = dataclasses.replace(
         cfg, model=dataclasses.replace(cfg.model, hidden=args.hidden, layers=args.layers),
         train=dataclasses.replace(cfg.train, batch_size=args.batch, lr=args.lr, warmup_steps=20, ema_decay=0.999,
                                   num_threads=args.threads, val_molecules=256))
-    trainers = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in ("fp32", "bf16"):
-            c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, bf16=name == "bf16"))
-            trainers[name] = Trainer(c, Path(tmp) / name, device="cpu", progress=False)
-    a, b = (trainers[k].net.state_dict() for k in ("fp32", "bf16"))
-    assert all(torch.equal(a[k], b[k]) for k in a), "the two runs must start from the same weights"
-    if args.control:  # "bf16" is then an fp32 run from weights perturbed at the 1e-4 level
-        tr = trainers["bf16"]
-        tr.cfg = dataclasses.replace(tr.cfg, train=dataclasses.replace(tr.cfg.train, bf16=False))
-        g = torch.Generator().manual_seed(99)
-        with torch.no_grad():
-            for p_ in tr.net.parameters():
-                p_.mul_(1 + 1e-4 * torch.randn(p_.shape, generator=g))
-            tr.ema.model.load_state_dict(tr.net.state_dict())
-    batches = trainers["fp32"].epoch_batches(0)
-    losses = {k: [] for k in trainers}
-    times = {k: [] for k in trainers}
-    for step in range(args.steps):
-        batch = trainers["fp32"].collate(batches[step % len(batches)])
-        for name, tr in trainers.items():
-            t0 = time.perf_counter()
-            losses[name].append(tr.train_step(batch))
-            times[name].append(time.perf_counter() - t0)
-        if step % 25 == 0 or step == args.steps - 1:
-            print(f"step {step}: fp32 {losses['fp32'][-1]:.4f}  bf16 {losses['bf16'][-1]:.4f}", flush=True)
-    run = {k: running_mean(v, args.window) for k, v in losses.items()}
-    gap = [(run["bf16"][k] - run["fp32"][k]) / run["fp32"][k] for k in range(args.steps)]
-    val = {k: tr.validation_loss() for k, tr in trainers.items()}
-    tail = args.steps // 3
-    out = {
-        "control": args.control,
-        "config": {"preset": args.preset, "hidden": args.hidden, "layers": args.layers, "batch": args.batch,
-                   "lr": args.lr, "steps": args.steps, "window": args.window, "threads": torch.get_num_threads()},
-        "loss": losses, "running_mean": run, "relative_gap_running_mean": gap,
-        "final_running_mean": {k: v[-1] for k, v in run.items()},
-        "mean_loss_last_third": {k: statistics.fmean(v[-tail:]) for k, v in losses.items()},
-        "max_abs_relative_gap_after_warmup": max(abs(g) for g in gap[args.window:]),
-        "validation_loss_ema_fp32_eval": val,
-        "seconds_per_step_median": {k: statistics.median(v) for k, v in times.items()},
-    }
-    print(json.dumps({k: out[k] for k in ("final_running_mean", "mean_loss_last_third",
-                                          "max_abs_relative_gap_after_warmup", "validation_loss_ema_fp32_eval",
-                                          "seconds_per_step_median")}, indent=2))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    per_seed = []
+    for seed in seeds:
+        per_seed.append(one_seed(cfg, seed, args.steps, args.window))
+        summary = {f"{metric}:{k}": spread([s[metric][k] for s in per_seed])
+                   for metric in ("gap_last_third", "gap_validation") for k in RUNS[1:]}
+        out = {
+            "config": {"preset": args.preset, "hidden": args.hidden, "layers": args.layers, "batch": args.batch,
+                       "lr": args.lr, "steps": args.steps, "window": args.window, "seeds": seeds[:len(per_seed)],
+                       "threads": torch.get_num_threads()},
+            "summary": summary,
+            "per_seed": per_seed,
+        }
+        if args.json:  # rewritten after every seed, so a long run keeps what it has measured
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(args.json).with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(out, indent=1) + "\n")
+            tmp.replace(args.json)
+    print(json.dumps({k: {"mean": v["mean"], "sd": v["sd"]} for k, v in summary.items()}, indent=1))
+    for s in per_seed:
+        print(f"seed {s['seed']}: last third {s['mean_loss_last_third']}, validation "
+              f"{s['validation_loss_ema_fp32_eval']}, s/step {s['seconds_per_step_median']}")
     if args.plot:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for k in ("fp32", "bf16"):
-            label = "fp32, weights × (1 + 1e-4 ε)" if args.control and k == "bf16" else k
-            ax.plot(losses[k], alpha=0.25, lw=0.8)
-            ax.plot(run[k], label=f"{label} (running mean {args.window})")
-        ax.set_xlabel("step")
-        ax.set_ylabel("training loss (L_simple)")
-        ax.set_yscale("log")
-        ax.legend()
-        ax.set_title(f"EGNN {args.layers}×{args.hidden}, batch {args.batch}, real QM9"
-                     + (" (control: fp32 vs perturbed fp32)" if args.control else ""))
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
+        plot(args.plot, per_seed, f"EGNN {args.layers}×{args.hidden}, batch {args.batch}, real QM9: bf16 vs fp32")
     return 0
 
 
