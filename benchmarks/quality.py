@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=1000)
     ap.add_argument("--steps", default="100", help="comma-separated sampler step counts")
     ap.add_argument("--ddim", action="store_true")
+    ap.add_argument("--bf16", action="store_true", help="sample under bf16 autocast (moldiff sample --bf16)")
     ap.add_argument("--spacing", default="uniform", help="how S steps spread over [0, T]: uniform, quadratic")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=250)
@@ -61,10 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     for steps in (int(s) for s in args.steps.split(",")):
         start = time.perf_counter()
         mols = generate(gen, args.n, steps=steps, seed=args.seed, batch_size=args.batch_size,
-                        deterministic=args.ddim, spacing=args.spacing, progress=sys.stderr.isatty())
+                        deterministic=args.ddim, spacing=args.spacing, bf16=args.bf16,
+                        progress=sys.stderr.isatty())
         seconds = time.perf_counter() - start
         report = evaluate(mols, reference)
-        sampler = ("ddim" if args.ddim else "ancestral") + ("" if args.spacing == "uniform" else f", {args.spacing}")
+        sampler = (("ddim" if args.ddim else "ancestral") + ("" if args.spacing == "uniform" else f", {args.spacing}")
+                   + (", bf16" if args.bf16 else ""))
         runs.append({"steps": steps, "sampler": sampler, "n": args.n,
                      "sample_seconds": round(seconds, 1),
                      "figures": {k: value(report, k) for k, _ in ROWS}, "report": report})

@@ -24,7 +24,8 @@ def load(path: str | Path, device: str | torch.device | None = None) -> Generato
 
 def sample(n: int, model: Generator | str = "qm9", *, steps: int | None = None, seed: int = 0,
            n_atoms: int | None = None, deterministic: bool = False, keep_invalid: bool = True,
-           batch_size: int = 100, spacing: str = "uniform", progress: bool = False) -> list[Chem.Mol]:
+           batch_size: int = 250, spacing: str = "uniform", bf16: bool = False,
+           progress: bool = False) -> list[Chem.Mol]:
     """Sample ``n`` molecules; ``model`` is a Generator, a pretrained name or a checkpoint path.
 
     Each ``Mol`` has a 3D conformer and the property ``moldiff_valid``; with ``keep_invalid=False``
@@ -33,5 +34,5 @@ def sample(n: int, model: Generator | str = "qm9", *, steps: int | None = None, 
     if isinstance(model, str):
         model = load(model) if Path(model).suffix == ".pt" else load_pretrained(model)
     mols = generate(model, n, steps=steps, seed=seed, n_atoms=n_atoms, deterministic=deterministic,
-                    batch_size=batch_size, spacing=spacing, progress=progress)
+                    batch_size=batch_size, spacing=spacing, bf16=bf16, progress=progress)
     return mols if keep_invalid else [m for m in mols if m.GetIntProp("moldiff_valid")]

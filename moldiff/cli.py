@@ -111,7 +111,10 @@ def add_sample(sub) -> None:
                         "molecules for the same S, see benchmarks/README.md)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0); the same seed gives the same molecules")
     p.add_argument("--atoms", type=int, help="atoms per molecule (default: drawn from the training p(N))")
-    p.add_argument("--batch-size", type=int, default=100, help="molecules per batch (100)")
+    p.add_argument("--batch-size", type=int, default=250, help="molecules per batch (250)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 matrix multiplies in the network (coordinates stay fp32): about 1.6× faster on "
+                        "CPUs with bf16 instructions; quality in benchmarks/README.md")
     p.add_argument("--valid-only", action="store_true", help="write only molecules that RDKit sanitises")
     p.add_argument("--png", type=Path, help="also draw a grid of the molecules to this PNG file")
     p.add_argument("--device", help="cpu, cuda … (default: CUDA where present)")
@@ -148,7 +151,7 @@ def run_sample(args) -> int:
         partial = args.output.with_name(args.output.name + ".partial" + args.output.suffix)
         for batch in generate_batches(gen, args.num, steps=args.steps, seed=args.seed, n_atoms=args.atoms,
                                       batch_size=args.batch_size, deterministic=args.ddim,
-                                      spacing=args.spacing, progress=not args.no_progress):
+                                      spacing=args.spacing, bf16=args.bf16, progress=not args.no_progress):
             mols.extend(m for m in batch if not args.valid_only or m.GetIntProp("moldiff_valid"))
             write_molecules(mols, partial)  # a crash loses at most the batch in flight
         written, skipped = write_molecules(mols, args.output)

@@ -94,12 +94,14 @@ def to_molecules(gen: Generator, out: State, graph: Graph) -> list[Chem.Mol]:
 
 @torch.no_grad()
 def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: int = 0,
-                     n_atoms: int | None = None, batch_size: int = 100, deterministic: bool = False,
-                     spacing: str = "uniform",
+                     n_atoms: int | None = None, batch_size: int = 250, deterministic: bool = False,
+                     spacing: str = "uniform", bf16: bool = False,
                      progress: bool = False) -> Iterator[list[Chem.Mol]]:
     """Sample ``n`` molecules, ``batch_size`` at a time; yields each batch's RDKit molecules.
 
-    The same ``seed`` gives the same molecules (on the same device and thread count).
+    The same ``seed`` gives the same molecules (on the same device and thread count). ``bf16`` runs the
+    network's matrix multiplies under bf16 autocast (coordinates and the chain stay fp32): about 1.6× faster
+    on a CPU with bf16 instructions, at the quality measured in benchmarks/README.md.
     """
     from tqdm import tqdm
 
@@ -122,8 +124,10 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
     for start in range(0, n, batch_size):
         chunk = sizes[start:start + batch_size]
         template, graph = empty_graph(chunk, cfg.h_dim, cfg.e_dim, device)
-        for t, out in gen.chain.sample_iter(gen.network, template, graph, steps, deterministic, g_chain, spacing):
-            bar.update(1 if t >= 0 else 0)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            for t, out in gen.chain.sample_iter(gen.network, template, graph, steps, deterministic, g_chain,
+                                                spacing):
+                bar.update(1 if t >= 0 else 0)
         yield to_molecules(gen, out, graph)
     bar.close()
 

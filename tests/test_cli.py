@@ -39,7 +39,7 @@ def test_same_seed_same_molecules(checkpoint, tmp_path):
 
 
 def test_fixed_size_smiles_and_png(checkpoint, tmp_path):
-    assert sample(checkpoint, tmp_path / "m.smi", "-n", "2", "--steps", "5", "--atoms", "7", "--ddim",
+    assert sample(checkpoint, tmp_path / "m.smi", "-n", "2", "--steps", "5", "--atoms", "7", "--ddim", "--bf16",
                   "--png", str(tmp_path / "grid.png")) == 0
     assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((tmp_path / "m.smi").read_text().splitlines()) == 2
