@@ -96,6 +96,12 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
+# qm9-bonds with implicit hydrogens: heavy atoms only in the chain (one-hot C, N, O, F; p(N) of heavy atoms);
+# RDKit adds the hydrogens, with 3D coordinates, when a sample is decoded.
+PRESETS["qm9-bonds-noh"] = _merge(PRESETS["qm9-bonds"],
+                                  {"features": {"implicit_h": True, "atom_types": ("C", "N", "O", "F")}})
+
+
 def load_config(preset: str | None = None, path: str | Path | None = None) -> RunConfig:
     """A RunConfig from a preset name, a TOML file (which may name a ``preset`` to start from), or both."""
     values: dict = {}

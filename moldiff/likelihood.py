@@ -3,7 +3,9 @@
 −log p(x, h, e, N) ≤ −log p(N) + L_T + T · E_{t∼U{1..T}}[L_{t−1}] + L_0, with the diffusion sum estimated by
 uniformly drawn timesteps per molecule (unbiased; stratified when several). Coordinates count (N − 1)·3 degrees of freedom; the one-hot
 blocks are discretised at t = 0 (probability mass of each class's bin). The estimate is in the scaled units of
-the chain (coordinates in Å).
+the chain (coordinates in Å). With implicit hydrogens (``features.implicit_h``) the molecules are heavy-atom
+graphs (:func:`moldiff.data.qm9.without_hydrogens`) and p(N) counts heavy atoms: the bound is that of the
+heavy-atom graph, not comparable with an explicit-H model's.
 """
 from __future__ import annotations
 

@@ -15,7 +15,13 @@ BOND_CLASSES = 4  # no bond, single, double, triple (kekulised)
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Which features join the chain and how they are scaled (EDM: x/1, one-hot/4, Z/10)."""
+    """Which features join the chain and how they are scaled (EDM: x/1, one-hot/4, Z/10).
+
+    ``atom_types`` are the classes of the atom-type one-hot, a subset of the dataset's ``ATOM_TYPES``.
+    ``implicit_h``: the chain carries heavy atoms only (the dataset's hydrogens are removed when it is
+    loaded) and RDKit adds the hydrogens when a sample is decoded; it needs ``atom_types`` without "H" and
+    the bonds in the chain (hydrogen counts follow from bonds and charges, not from heavy-atom coordinates).
+    """
 
     atom_types: tuple[str, ...] = ATOM_TYPES
     include_z: bool = True
@@ -23,6 +29,16 @@ class FeatureConfig:
     include_bonds: bool = False
     onehot_scale: float = 0.25
     z_scale: float = 0.1
+    implicit_h: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = set(self.atom_types) - set(ATOM_TYPES)
+        if unknown:
+            raise ValueError(f"atom_types {sorted(unknown)} are not in the dataset's {list(ATOM_TYPES)}")
+        if self.implicit_h and "H" in self.atom_types:
+            raise ValueError("implicit_h needs atom_types without 'H', e.g. atom_types = ['C', 'N', 'O', 'F']")
+        if self.implicit_h and not self.include_bonds:
+            raise ValueError("implicit_h needs include_bonds: hydrogens are added from the generated bonds")
 
     @property
     def h_dim(self) -> int:
@@ -44,6 +60,12 @@ class FeatureConfig:
         return blocks
 
 
+def type_columns(cfg: FeatureConfig, device: torch.device | None = None) -> torch.Tensor:
+    """One-hot column of each dataset atom type (index into ``ATOM_TYPES``); −1 for a type ``cfg`` lacks."""
+    return torch.tensor([cfg.atom_types.index(s) if s in cfg.atom_types else -1 for s in ATOM_TYPES],
+                        device=device)
+
+
 def graph_of(batch) -> Graph:
     """The Graph bookkeeping of a PyG batch made of :func:`moldiff.data.qm9.make_data` molecules."""
     return Graph(batch.batch, batch.pair_index, int(batch.num_graphs))
@@ -52,7 +74,8 @@ def graph_of(batch) -> Graph:
 def encode(batch, cfg: FeatureConfig) -> tuple[State, Graph]:
     """A PyG batch → the scaled diffusion state x0 (coordinates centred) and its graph."""
     graph = graph_of(batch)
-    parts = [F.one_hot(batch.atom_type, len(cfg.atom_types)).float() * cfg.onehot_scale]
+    columns = type_columns(cfg, batch.atom_type.device)[batch.atom_type]
+    parts = [F.one_hot(columns, len(cfg.atom_types)).float() * cfg.onehot_scale]
     if cfg.include_z:
         z = torch.tensor(ATOMIC_NUMBERS, dtype=torch.float32, device=batch.pos.device)[batch.atom_type]
         parts.append(z.unsqueeze(1) * cfg.z_scale)
@@ -66,7 +89,8 @@ def encode(batch, cfg: FeatureConfig) -> tuple[State, Graph]:
 
 @dataclass
 class Decoded:
-    """The discrete molecule read off a state: per atom type index and charge, per pair bond order."""
+    """The discrete molecule read off a state: per atom its type (index into ``ATOM_TYPES``, as in the
+    dataset) and charge, per pair its bond order."""
 
     pos: torch.Tensor  # (N, 3)
     atom_type: torch.Tensor  # (N,)
@@ -77,7 +101,8 @@ class Decoded:
 def decode(state: State, cfg: FeatureConfig) -> Decoded:
     """Argmax of every one-hot block (EDM's decoding at t = 0)."""
     k = len(cfg.atom_types)
-    atom_type = state.h[:, :k].argmax(dim=1)
+    dataset_type = torch.tensor([ATOM_TYPES.index(s) for s in cfg.atom_types], device=state.h.device)
+    atom_type = dataset_type[state.h[:, :k].argmax(dim=1)]
     if cfg.include_charge:
         start = k + int(cfg.include_z)
         charge = state.h[:, start:start + len(CHARGES)].argmax(dim=1) + CHARGES[0]

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import numpy as np
 import torch
 
-from moldiff.data.qm9 import complete_pairs
+from moldiff.data.qm9 import ATOM_TYPES, complete_pairs
 from moldiff.diffusion.state import Graph, State
 from moldiff.model import Generator
 from moldiff.representation import decode
@@ -36,8 +36,20 @@ def empty_graph(sizes: Sequence[int], h_dim: int, e_dim: int, device: torch.devi
     return template, Graph(batch.to(device), pairs.to(device), len(sizes))
 
 
+def _sanitised(mol: Chem.Mol, implicit_h: bool) -> Chem.Mol:
+    """A sanitised copy of ``mol``; with ``implicit_h`` RDKit first fills the open valences of its (heavy)
+    atoms with hydrogens, which are then added as atoms with 3D coordinates. Raises when RDKit refuses it."""
+    from rdkit import Chem
+
+    work = Chem.Mol(mol)
+    for atom in work.GetAtoms():
+        atom.SetNoImplicit(not implicit_h)
+    Chem.SanitizeMol(work)
+    return Chem.AddHs(work, addCoords=True) if implicit_h else work
+
+
 def _molecule(elements: list[str], pos: np.ndarray, charges: list[int],
-              bonds: list[tuple[int, int, int]] | None) -> Chem.Mol:
+              bonds: list[tuple[int, int, int]] | None, implicit_h: bool = False) -> Chem.Mol:
     """One decoded sample as an RDKit molecule, flagged with ``moldiff_valid`` and ``moldiff_error``."""
     from rdkit import Chem
 
@@ -47,9 +59,7 @@ def _molecule(elements: list[str], pos: np.ndarray, charges: list[int],
     if bonds is not None:
         mol, error = build_mol(elements, pos, bonds, charges), None
         try:
-            check = Chem.Mol(mol)
-            Chem.SanitizeMol(check)
-            mol = check
+            mol = _sanitised(mol, implicit_h)
         except (ValueError, RuntimeError) as err:
             error = f"sanitisation: {err}"
     else:
@@ -66,6 +76,12 @@ def to_molecules(gen: Generator, out: State, graph: Graph) -> list[Chem.Mol]:
     With bonds in the chain the molecule carries its own bonds and formal charges; otherwise bonds and
     charges are perceived from the coordinates (RDKit ``rdDetermineBonds``). Every sample is returned;
     property ``moldiff_valid`` (1/0) says whether RDKit sanitises it and ``moldiff_error`` why not.
+
+    With implicit hydrogens (``features.implicit_h``) the chain's atoms are the heavy atoms: a molecule that
+    sanitises gets its hydrogens from RDKit (each heavy atom's open valence, given its bonds and formal
+    charge) as explicit atoms placed in 3D (``Chem.AddHs(addCoords=True)``), after the heavy atoms, whose
+    coordinates are the chain's. One that does not sanitise is returned as generated, heavy atoms only and
+    without hydrogens (every atom ``NoImplicit``), with ``moldiff_valid`` 0.
     """
     from rdkit import rdBase
 
@@ -87,8 +103,8 @@ def to_molecules(gen: Generator, out: State, graph: Graph) -> list[Chem.Mol]:
     mols = []
     with rdBase.BlockLogs():
         for k, (a, n) in enumerate(zip(starts, counts.tolist())):
-            mols.append(_molecule([cfg.atom_types[t] for t in types[a:a + n]], pos[a:a + n], charges[a:a + n],
-                                  None if bonds_of is None else bonds_of[k]))
+            mols.append(_molecule([ATOM_TYPES[t] for t in types[a:a + n]], pos[a:a + n], charges[a:a + n],
+                                  None if bonds_of is None else bonds_of[k], cfg.implicit_h))
     return mols
 
 
@@ -99,7 +115,8 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
                      progress: bool = False) -> Iterator[list[Chem.Mol]]:
     """Sample ``n`` molecules, ``batch_size`` at a time; yields each batch's RDKit molecules.
 
-    The same ``seed`` gives the same molecules (on the same device and thread count). ``bf16`` runs the
+    The same ``seed`` gives the same molecules (on the same device and thread count). Sizes (``n_atoms`` and
+    p(N)) count the atoms of the chain: heavy atoms only for a model with implicit hydrogens. ``bf16`` runs the
     network's matrix multiplies under bf16 autocast (coordinates and the chain stay fp32): about 1.6× faster
     on a CPU with bf16 instructions, at the quality measured in benchmarks/README.md.
     """

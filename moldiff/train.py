@@ -22,7 +22,7 @@ from torch_geometric.data import Batch
 
 from moldiff.checkpoint import inference_blob, load_checkpoint, save_checkpoint
 from moldiff.config import RunConfig
-from moldiff.data.qm9 import QM9, DatasetStats, load_processed
+from moldiff.data.qm9 import QM9, DatasetStats, load_processed, without_hydrogens
 from moldiff.diffusion.state import State
 from moldiff.io_utils import atomic_write_text
 from moldiff.model import Generator, build_network
@@ -135,6 +135,8 @@ class Trainer:
         if tc.num_threads:
             torch.set_num_threads(tc.num_threads)
         data = load_processed(data_root, limit, progress=progress and self.rank == 0)
+        if cfg.features.implicit_h:
+            data = without_hydrogens(data)
         self.train_set = QM9("train", blob=data)
         self.val_set = QM9("valid", blob=data)
         self.stats = DatasetStats.from_blob(data) if blob is None else DatasetStats.from_dict(blob["stats"])

@@ -108,3 +108,29 @@ def test_training_blob_holds_the_same_molecules(small_blob):
             assert torch.equal(x.charge, y.charge) and torch.equal(x.bond, y.bond)
     assert len(QM9("test", blob=part)) == 0 and "smiles" not in part
     assert DatasetStats.from_blob(full).to_dict() == DatasetStats.from_blob(part).to_dict()
+
+
+def test_heavy_atom_dataset_has_no_hydrogens_and_its_own_pN(small_blob):
+    """Hydrogens removed at load time: heavy atoms and their bonds as RDKit reads them from the SMILES, the
+    coordinates and charges of those atoms, and p(N) the heavy-atom count histogram."""
+    from moldiff.data.qm9 import without_hydrogens
+
+    heavy = without_hydrogens(small_blob)
+    assert not (heavy["atom_type"] == ATOM_TYPES.index("H")).any()
+    full, part = QM9("train", blob=small_blob), QM9("train", blob=heavy)
+    smiles = full.smiles()
+    for k in range(len(part)):
+        x, y, ref = full[k], part[k], Chem.MolFromSmiles(smiles[k])
+        keep = x.atom_type != ATOM_TYPES.index("H")
+        assert y.num_nodes == ref.GetNumHeavyAtoms() and int(y.bond.count_nonzero()) == ref.GetNumBonds()
+        assert torch.equal(y.pos, x.pos[keep]) and torch.equal(y.atom_type, x.atom_type[keep])
+        assert torch.equal(y.charge, x.charge[keep])
+        dense_x = torch.zeros(x.num_nodes, x.num_nodes, dtype=torch.long)
+        dense_x[x.pair_index[0], x.pair_index[1]] = x.bond
+        dense_y = torch.zeros(y.num_nodes, y.num_nodes, dtype=torch.long)
+        dense_y[y.pair_index[0], y.pair_index[1]] = y.bond
+        assert torch.equal(dense_y, dense_x[keep][:, keep])
+    stats = DatasetStats.from_blob(heavy)
+    direct = torch.bincount(torch.tensor([Chem.MolFromSmiles(s).GetNumHeavyAtoms() for s in smiles]))
+    assert stats.n_atoms_hist == direct.tolist()
+    assert stats.atom_type_freq[ATOM_TYPES.index("H")] == 0 and abs(sum(stats.atom_type_freq) - 1) < 1e-9

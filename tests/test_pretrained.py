@@ -14,6 +14,16 @@ def test_shipped_model_loads_without_dataset_or_flags():
     assert sum(gen.stats.n_atoms_hist) == 100_000  # p(N) of the QM9 training split travels with the model
 
 
+def test_config_saved_before_implicit_h_loads_as_explicit_h():
+    from moldiff.config import RunConfig
+
+    saved = torch.load(pretrained_path("qm9"), weights_only=True)["config"]
+    assert "implicit_h" not in saved["features"]
+    cfg = RunConfig.from_dict(saved)
+    assert not cfg.features.implicit_h and cfg.features.atom_types == ("H", "C", "N", "O", "F")
+    assert cfg.to_dict()["features"] == {**saved["features"], "implicit_h": False}
+
+
 def test_shipped_model_samples_rdkit_molecules():
     mols = moldiff.sample(3, "qm9", steps=5, seed=0)
     assert len(mols) == 3

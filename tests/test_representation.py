@@ -5,22 +5,37 @@ import pytest
 import torch
 from torch_geometric.data import Batch
 
-from moldiff.data.qm9 import ATOMIC_NUMBERS, QM9, complete_pairs, pair_position
+from moldiff.data.qm9 import ATOM_TYPES, ATOMIC_NUMBERS, QM9, complete_pairs, load_processed, pair_position
+from moldiff.data.qm9 import without_hydrogens
 from moldiff.diffusion.chain import DiffusionChain, sample_noise
 from moldiff.diffusion.schedule import NoiseSchedule, ScheduleConfig
 from moldiff.representation import BOND_CLASSES, CHARGES, FeatureConfig, decode, encode, graph_of
 
 EDM = FeatureConfig()  # one-hot(H, C, N, O, F)/4 and Z/10
 BONDS = FeatureConfig(include_z=False, include_charge=True, include_bonds=True)  # the qm9-bonds preset
+NOH = FeatureConfig(atom_types=("C", "N", "O", "F"), include_z=False, include_charge=True, include_bonds=True,
+                    implicit_h=True)  # the qm9-bonds-noh preset
+SAMPLE = [206, 1227, 1232, 1246] + list(range(0, 96_000, 1_600))
 
 
 @pytest.fixture(scope="module")
-def batch():
+def blob():
+    return load_processed()
+
+
+@pytest.fixture(scope="module")
+def batch(blob):
     """64 training molecules: every 1,600th (small and large ones, all bond orders) and four with formal
     charges (zwitterion-style N+/O− pairs; train positions 206, 1227, 1232, 1246)."""
-    data = QM9("train")
-    mols = [data[k] for k in [206, 1227, 1232, 1246] + list(range(0, 96_000, 1_600))]
-    return Batch.from_data_list(mols)
+    data = QM9("train", blob=blob)
+    return Batch.from_data_list([data[k] for k in SAMPLE])
+
+
+@pytest.fixture(scope="module")
+def heavy_batch(blob):
+    """The same 64 molecules with their hydrogens removed."""
+    data = QM9("train", blob=without_hydrogens(blob))
+    return Batch.from_data_list([data[k] for k in SAMPLE])
 
 
 def test_pair_order_is_canonical():
@@ -104,3 +119,27 @@ def test_empty_graph_matches_the_data_batch(batch, cfg):
     x0, _ = encode(batch, cfg)
     for a, b in zip(template, x0):
         assert (a is None and b is None) or (a.shape == b.shape and not a.any())
+
+
+def test_implicit_h_one_hot_has_no_h_class_and_decodes_back(heavy_batch):
+    x0, _ = encode(heavy_batch, NOH)
+    assert NOH.h_dim == 4 + len(CHARGES) and x0.h.shape == (heavy_batch.num_nodes, NOH.h_dim)
+    assert [cols for _, cols, _ in NOH.categorical_blocks()] == [slice(0, 4), slice(4, 7), slice(0, BOND_CLASSES)]
+    onehot = x0.h[:, :4] / NOH.onehot_scale
+    assert torch.equal(onehot.sum(1), torch.ones(heavy_batch.num_nodes))
+    assert [NOH.atom_types[c] for c in onehot.argmax(1).tolist()] == \
+        [ATOM_TYPES[t] for t in heavy_batch.atom_type.tolist()]
+    d = decode(x0, NOH)
+    assert torch.equal(d.atom_type, heavy_batch.atom_type) and torch.equal(d.charge, heavy_batch.charge)
+    assert torch.equal(d.bond, heavy_batch.bond) and set(heavy_batch.charge.tolist()) == {-1, 0, 1}
+
+
+def test_implicit_h_refuses_hydrogens_and_inconsistent_options(batch):
+    with pytest.raises(RuntimeError):
+        encode(batch, NOH)  # explicit-H molecules: the one-hot has no column for H
+    with pytest.raises(ValueError, match="without 'H'"):
+        FeatureConfig(include_bonds=True, implicit_h=True)
+    with pytest.raises(ValueError, match="include_bonds"):
+        FeatureConfig(atom_types=("C", "N", "O", "F"), implicit_h=True)
+    with pytest.raises(ValueError, match="not in the dataset"):
+        FeatureConfig(atom_types=("C", "S"))

@@ -7,7 +7,7 @@ from rdkit import Chem
 from torch_geometric.data import Batch
 
 from moldiff.config import load_config
-from moldiff.data.qm9 import QM9, DatasetStats, load_processed
+from moldiff.data.qm9 import QM9, DatasetStats, load_processed, without_hydrogens
 from moldiff.model import Generator
 from moldiff.representation import encode
 from moldiff.sampling import draw_sizes, generate, to_molecules
@@ -18,8 +18,8 @@ def blob(tmp_path_factory):
     return load_processed(tmp_path_factory.mktemp("qm9"), limit=300, progress=False)
 
 
-def bonds_generator(blob) -> Generator:
-    cfg = load_config("qm9-bonds")
+def bonds_generator(blob, preset: str = "qm9-bonds") -> Generator:
+    cfg = load_config(preset)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, hidden=16, layers=1, edge_hidden=8))
     return Generator.from_config(cfg, DatasetStats.from_blob(blob))
 
@@ -38,6 +38,49 @@ def test_noise_free_qm9_graph_decodes_to_its_own_smiles(blob):
     for mol, ref in zip(mols, smiles):
         assert mol.GetIntProp("moldiff_valid") == 1
         assert canonical(Chem.MolToSmiles(mol)) == canonical(ref)
+        assert mol.GetConformer().Is3D()
+
+
+def test_noise_free_heavy_atom_graph_decodes_to_its_own_molecule_with_hydrogens(blob):
+    """Implicit H: the heavy-atom graph decodes to the molecule's SMILES with QM9's own number of hydrogens,
+    added by RDKit as atoms in 3D after the heavy atoms, which keep the chain's coordinates."""
+    heavy = without_hydrogens(blob)
+    gen = bonds_generator(heavy, "qm9-bonds-noh")
+    data, full = QM9("train", blob=heavy), QM9("train", blob=blob)
+    batch = Batch.from_data_list([data[k] for k in range(60)])
+    state, graph = encode(batch, gen.config.features)
+    mols = to_molecules(gen, state, graph)
+    starts = torch.cumsum(graph.n_atoms, 0) - graph.n_atoms
+    for k, (mol, ref) in enumerate(zip(mols, data.smiles()[:60])):
+        n_heavy = int(graph.n_atoms[k])
+        assert mol.GetIntProp("moldiff_valid") == 1
+        assert canonical(Chem.MolToSmiles(mol)) == canonical(ref)
+        assert mol.GetNumAtoms() == full[k].num_nodes and mol.GetNumHeavyAtoms() == n_heavy
+        assert all(a.GetSymbol() == "H" for a in mol.GetAtoms() if a.GetIdx() >= n_heavy)
+        assert all(a.GetNumImplicitHs() == 0 for a in mol.GetAtoms())
+        conf = mol.GetConformer()
+        assert conf.Is3D()
+        xyz = torch.tensor(conf.GetPositions(), dtype=torch.float32)
+        assert torch.allclose(xyz[:n_heavy], state.x[starts[k]:starts[k] + n_heavy], atol=1e-6)
+        for bond in mol.GetBonds():
+            if "H" in (bond.GetBeginAtom().GetSymbol(), bond.GetEndAtom().GetSymbol()):
+                d = float((xyz[bond.GetBeginAtomIdx()] - xyz[bond.GetEndAtomIdx()]).norm())
+                assert 0.9 < d < 1.2, d  # X–H bond lengths
+
+
+def test_heavy_atom_graph_that_does_not_sanitise_comes_back_without_hydrogens(blob):
+    heavy = without_hydrogens(blob)
+    gen = bonds_generator(heavy, "qm9-bonds-noh")
+    data = QM9("train", blob=heavy)
+    batch = Batch.from_data_list([data[k] for k in range(10, 14)])
+    state, graph = encode(batch, gen.config.features)
+    e = torch.zeros_like(state.e)
+    e[:, 3] = 0.25  # every pair a triple bond
+    mols = to_molecules(gen, state._replace(e=e), graph)
+    assert [m.GetNumAtoms() for m in mols] == graph.n_atoms.tolist()
+    for mol in mols:
+        assert mol.GetIntProp("moldiff_valid") == 0 and mol.HasProp("moldiff_error")
+        assert all(a.GetSymbol() != "H" and a.GetNoImplicit() for a in mol.GetAtoms())
         assert mol.GetConformer().Is3D()
 
 

@@ -182,16 +182,60 @@ def test_batch_size_override_on_resume_keeps_the_epoch_position(tmp_path, data_r
         resumed.override_batch_size(0)
 
 
-def test_training_needs_neither_rdkit_nor_qm9pack(tmp_path, data_root):
-    """The GPU machine has neither: training from a processed cache must not import them."""
+NOH_TOML = """preset = "tiny"
+[features]
+include_z = false
+include_charge = true
+include_bonds = true
+implicit_h = true
+atom_types = ["C", "N", "O", "F"]
+"""
+
+
+@pytest.mark.parametrize("implicit_h", [False, True], ids=["explicit-h", "implicit-h"])
+def test_training_needs_neither_rdkit_nor_qm9pack(tmp_path, data_root, implicit_h):
+    """The GPU machine has neither: training from a processed cache (hydrogens removed from it at load time
+    for implicit H) must not import them."""
     Trainer(tiny(), tmp_path / "warm", data_root, limit=200, progress=False)  # make sure the cache exists
+    (tmp_path / "noh.toml").write_text(NOH_TOML)
+    config = ["--config", str(tmp_path / "noh.toml")] if implicit_h else ["--preset", "tiny"]
     code = ("import sys; sys.modules['rdkit'] = None; sys.modules['qm9pack'] = None\n"
             "from moldiff.cli import main\n"
-            f"sys.exit(main(['train', '--preset', 'tiny', '--run-dir', {str(tmp_path / 'run')!r}, '--data-dir', "
+            f"sys.exit(main(['train', *{config!r}, '--run-dir', {str(tmp_path / 'run')!r}, '--data-dir', "
             f"{str(data_root)!r}, '--limit', '200', '--max-steps', '2', '--eval-samples', '0', '--no-progress']))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 2
+    blob = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert blob["step"] == 2 and blob["config"]["features"]["implicit_h"] == implicit_h
+    assert len(blob["stats"]["n_atoms_hist"]) == (7 if implicit_h else 18)  # 6 heavy atoms, 17 atoms at most
+
+
+def test_implicit_h_training_and_samples_with_hydrogens_added(tmp_path, data_root):
+    """Heavy atoms only in the chain: p(N) counts heavy atoms, and sampled molecules that sanitise come back
+    with explicit hydrogens in 3D; those that do not, heavy atoms only."""
+    from rdkit import Chem
+
+    from moldiff.sampling import generate
+
+    base = tiny(val_molecules=8, eval_every_epochs=10)
+    cfg = dataclasses.replace(base, features=load_config("qm9-bonds-noh").features)
+    trainer = Trainer(cfg, tmp_path / "run", data_root, limit=200, progress=False)
+    assert all(int((trainer.train_set[k].atom_type == 0).sum()) == 0 for k in range(len(trainer.train_set)))
+    trainer.fit(max_steps=2)
+    hist = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["stats"]["n_atoms_hist"]
+    sizes = [trainer.train_set[k].num_nodes for k in range(len(trainer.train_set))]
+    assert hist == torch.bincount(torch.tensor(sizes)).tolist()
+    mols = generate(trainer.generator, 4, steps=5, seed=0) + generate(trainer.generator, 12, steps=5, seed=0,
+                                                                      n_atoms=2)
+    assert any(m.GetIntProp("moldiff_valid") for m in mols)
+    for mol in mols:
+        n_h = sum(a.GetSymbol() == "H" for a in mol.GetAtoms())
+        assert mol.GetConformer().Is3D() and mol.GetConformer().GetPositions().shape == (mol.GetNumAtoms(), 3)
+        if mol.GetIntProp("moldiff_valid"):
+            assert n_h == sum(a.GetTotalNumHs() for a in Chem.RemoveHs(mol).GetAtoms()) and n_h > 0
+            assert all(a.GetNumImplicitHs() == 0 for a in mol.GetAtoms())
+        else:
+            assert n_h == 0
 
 
 def test_snapshots_hold_the_ema_weights(tmp_path, data_root):

@@ -110,6 +110,34 @@ def training_blob(blob: dict, val_molecules: int = 1000) -> dict:
     return out
 
 
+def without_hydrogens(blob: dict) -> dict:
+    """The same molecules with their hydrogens removed: heavy-atom types, coordinates and formal charges, and
+    the bonds among heavy atoms (re-indexed). Pure torch, from any processed blob (e.g. a
+    :func:`training_blob`); splits, QM9 indices and SMILES are unchanged."""
+    keep = blob["atom_type"] != ATOM_TYPES.index("H")
+    n_atoms = blob["atom_ptr"].diff()
+    mol_of_atom = torch.repeat_interleave(torch.arange(len(n_atoms)), n_atoms)
+    heavy_ptr = torch.cat([torch.zeros(1, dtype=torch.int64),
+                           torch.bincount(mol_of_atom[keep], minlength=len(n_atoms)).cumsum(0)])
+    new_index = keep.long().cumsum(0) - 1  # position of each kept atom among all kept atoms
+    bonds = blob["bonds"].long()
+    mol_of_bond = torch.repeat_interleave(torch.arange(len(n_atoms)), blob["bond_ptr"].diff())
+    i, j = blob["atom_ptr"][mol_of_bond] + bonds[:, 0], blob["atom_ptr"][mol_of_bond] + bonds[:, 1]
+    heavy_bond = keep[i] & keep[j]
+    mol = mol_of_bond[heavy_bond]
+    i, j = new_index[i[heavy_bond]] - heavy_ptr[mol], new_index[j[heavy_bond]] - heavy_ptr[mol]
+    heavy_bonds = torch.stack([i, j, bonds[heavy_bond, 2]], dim=1).to(blob["bonds"].dtype)
+    out = dict(blob)
+    out.update({
+        "atom_type": blob["atom_type"][keep], "pos": blob["pos"][keep], "charge": blob["charge"][keep],
+        "atom_ptr": heavy_ptr, "bonds": heavy_bonds,
+        "bond_ptr": torch.cat([torch.zeros(1, dtype=torch.int64),
+                               torch.bincount(mol, minlength=len(n_atoms)).cumsum(0)]),
+        "hydrogens": "removed",
+    })
+    return out
+
+
 def _ranges(counts: torch.Tensor) -> torch.Tensor:
     """0..c-1 for each count c, concatenated."""
     starts = torch.repeat_interleave(counts.cumsum(0) - counts, counts)
@@ -180,10 +208,11 @@ class QM9(torch.utils.data.Dataset):
 
 @dataclass(frozen=True)
 class DatasetStats:
-    """Statistics of the training split saved with every model: p(N) and the class frequencies."""
+    """Statistics of the training split saved with every model: p(N) and the class frequencies, of the atoms
+    the blob holds (heavy atoms only for a :func:`without_hydrogens` blob)."""
 
     n_atoms_hist: list[int]  # count of molecules with n atoms, index n
-    atom_type_freq: list[float]
+    atom_type_freq: list[float]  # in ATOM_TYPES order
     charge_freq: dict[int, float]
     bond_freq: list[float]  # over all pairs: none, single, double, triple
 
