@@ -182,3 +182,15 @@ def test_time_conditioning_matters(toy_graph):
     with torch.no_grad():
         a, b = net(z, t, graph), net(z, t + 0.5, graph)
     assert (a.h - b.h).abs().max() > 1e-4 and (a.x - b.x).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("e_dim", [0, 4])
+def test_batch_of_single_atoms_has_no_pairs(e_dim):
+    """One-atom molecules (CH4, NH3, H2O with implicit H) have no pairs: the net still runs, and moves nothing."""
+    net = EGNN(EGNNConfig(hidden=16, layers=2, edge_hidden=8), 5, e_dim)
+    graph = Graph(torch.tensor([0, 1, 2]), torch.zeros(2, 0, dtype=torch.long), 3)
+    z = State(torch.zeros(3, 3), torch.randn(3, 5), torch.zeros(0, e_dim) if e_dim else None)
+    out = net(z, torch.full((3,), 0.5), graph)
+    assert out.h.shape == (3, 5) and torch.isfinite(out.h).all()
+    assert torch.equal(out.x, torch.zeros(3, 3))
+    assert out.e is None if not e_dim else out.e.shape == (0, e_dim)

@@ -83,7 +83,7 @@ def _layer_math(layer: "EGNNLayer", h: torch.Tensor, x: torch.Tensor, e: torch.T
     # (bf16 under autocast): an fp32 pair part would promote the whole (E, H) edge tensor
     pre = layer.lin_recv(h).index_select(0, recv)
     pre.add_(layer.lin_send(h).index_select(0, send))
-    pre.view(2, P, -1).add_(pair_part.to(pre.dtype))
+    pre.view(2, P, pre.shape[1]).add_(pair_part.to(pre.dtype))
     m = F.silu(layer.edge_out(F.silu(pre)))
     if layer.att is not None:
         m = m * torch.sigmoid(layer.att(m))
