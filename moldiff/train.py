@@ -94,6 +94,7 @@ class RunState:
     step_in_epoch: int = 0
     hours: float = 0.0  # wall-clock hours of training and evaluation, all devices
     gpu_hours: float = 0.0  # the part of ``hours`` spent on a GPU
+    cpu_hours: float = 0.0  # CPU time of the training process over the same spans, all its threads (core-hours)
 
 
 def _ignore_stop_signals(_worker_id: int) -> None:
@@ -293,7 +294,8 @@ class Trainer:
         tc = self.cfg.train
         row = {"epoch": self.epochs_done(),
                "step": self.state.step, "hours": round(self.state.hours, 5),
-               "gpu_hours": round(self.state.gpu_hours, 5), "device": str(self.device),
+               "gpu_hours": round(self.state.gpu_hours, 5), "cpu_hours": round(self.state.cpu_hours, 5),
+               "threads": torch.get_num_threads(), "device": str(self.device),
                "lr": lr_at(self.state.step, tc), "batch_size": tc.batch_size,
                "world_size": self.world, "train_loss": train_loss, "val_loss": self.validation_loss(),
                "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -302,9 +304,11 @@ class Trainer:
             row.update(sample_quality(self.generator, tc.eval_samples, tc.eval_steps, seed=0))
         return row
 
-    def add_hours(self, seconds: float) -> None:
-        """Count ``seconds`` of this run's wall clock (and of its GPU time on CUDA)."""
+    def add_hours(self, seconds: float, cpu_seconds: float = 0.0) -> None:
+        """Count ``seconds`` of this run's wall clock (and of its GPU time on CUDA) and ``cpu_seconds`` of the
+        process's CPU time: on a shared machine the wall clock overstates what a run cost, its CPU time does not."""
         self.state.hours += seconds / 3600.0
+        self.state.cpu_hours += cpu_seconds / 3600.0
         if self.device.type == "cuda":
             self.state.gpu_hours += seconds / 3600.0
 
@@ -333,15 +337,15 @@ class Trainer:
             batches = self.epoch_batches(self.state.epoch)
             stream = self.batch_stream(batches[self.state.step_in_epoch:])
             while self.state.step_in_epoch < len(batches) and not stop:
-                t0 = time.monotonic()
+                t0, c0 = time.monotonic(), time.process_time()
                 losses.append(self.train_step(next(stream)))
                 self.state.step_in_epoch += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", refresh=False)
                 done = self.state.step >= total_steps
                 if self.state.step % eval_every == 0 or done:
-                    self.add_hours(time.monotonic() - t0)
-                    t0 = time.monotonic()
+                    self.add_hours(time.monotonic() - t0, time.process_time() - c0)
+                    t0, c0 = time.monotonic(), time.process_time()
                     row = self.evaluate(sum(losses) / len(losses))
                     losses = []
                     if self.rank == 0:
@@ -353,7 +357,7 @@ class Trainer:
                 if end_of_epoch:
                     self.state.epoch += 1
                     self.state.step_in_epoch = 0
-                self.add_hours(time.monotonic() - t0)
+                self.add_hours(time.monotonic() - t0, time.process_time() - c0)
                 out_of_time = max_hours is not None and (time.monotonic() - start_wall) / 3600 >= max_hours
                 stop = done or out_of_time or self.stop_requested
                 due = (time.monotonic() - last_save) / 60 >= tc.checkpoint_minutes or bool(

@@ -267,3 +267,17 @@ def test_lr_override_on_resume_is_used_and_logged(tmp_path, data_root):
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]["train"]["lr"] == 1e-5
     with pytest.raises(ValueError):
         resumed.override_lr(0.0)
+
+
+def test_cpu_time_is_counted_beside_wall_time(tmp_path, data_root, one_thread):
+    cfg = tiny(val_molecules=8, eval_every_epochs=1.0)
+    Trainer(cfg, tmp_path / "run", data_root, limit=200, progress=False).fit(max_steps=9)
+    resumed = Trainer(None, tmp_path / "run", data_root, limit=200, resume=True, progress=False)
+    before = resumed.state.cpu_hours
+    resumed.fit(max_steps=18)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["threads"] == 1 for r in rows)
+    assert rows[0]["cpu_hours"] == pytest.approx(before, abs=1e-5)
+    assert 0 < rows[0]["cpu_hours"] < rows[1]["cpu_hours"]
+    for r in rows:  # one thread: the process cannot use more CPU than wall-clock time (slack for rounding)
+        assert r["cpu_hours"] <= r["hours"] * 1.05 + 1e-5
