@@ -24,6 +24,7 @@ class TrainConfig:
     ema_warmup: bool = True  # effective decay min(decay, (1 + n)/(10 + n)): no memory of the random init
     loss_weights: tuple[tuple[str, float], ...] = (("x", 1.0), ("h", 1.0), ("e", 1.0))
     rotate: bool = True  # random-rotation augmentation of every training molecule
+    t_power: float = 1.0  # training timesteps t = ⌊(T+1)·u^p⌋: 1 = uniform; > 1 = more weight at low noise
     epochs: float = 1000.0
     max_steps: int | None = None
     seed: int = 0

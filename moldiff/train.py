@@ -233,7 +233,8 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.state.step, tc)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.bf16):
-            loss, _ = self.chain.loss(self.model, x0, graph, self.weights, generator=g)
+            t = self.chain.sample_t(graph.num_graphs, g, self.device, tc.t_power)
+            loss, _ = self.chain.loss(self.model, x0, graph, self.weights, generator=g, t=t)
         loss = loss.float().mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {self.state.step}; stopping before it "

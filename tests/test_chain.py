@@ -428,3 +428,17 @@ def test_sampler_is_reproducible(toy_graph):
     runs = [chain.sample(model, template, graph, steps=10, generator=torch.Generator().manual_seed(9))
             for _ in range(2)]
     assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+def test_training_timesteps_uniform_by_default_and_skewed_low_with_power():
+    chain = make_chain(T=1000)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(chain.sample_t(64, g1), torch.randint(0, 1001, (64,), generator=g2))  # L_simple as before
+    n = 20000
+    flat = chain.sample_t(n, torch.Generator().manual_seed(0), power=1.0).double()
+    low = chain.sample_t(n, torch.Generator().manual_seed(0), power=2.0).double()
+    assert int(low.min()) >= 0 and int(low.max()) <= 1000
+    assert abs(float((flat < 250).double().mean()) - 0.25) < 0.015
+    assert abs(float((low < 250).double().mean()) - 0.5) < 0.015  # P(u² < 1/4) = 1/2
+    with pytest.raises(ValueError, match="positive"):
+        chain.sample_t(4, power=0.0)

@@ -55,6 +55,18 @@ class DiffusionChain:
         self.T = schedule.T
 
     # ----- forward -------------------------------------------------------------------------------
+    def sample_t(self, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+                 power: float = 1.0) -> torch.Tensor:
+        """n training timesteps in [0, T]: uniform for ``power`` = 1 (L_simple), else t = ⌊(T + 1)·u^power⌋
+        with u ~ U(0, 1), so that power > 1 draws more low-noise steps (density ∝ t^(1/power − 1)) — the
+        same as weighting the loss over t by that density."""
+        if power <= 0:
+            raise ValueError(f"the timestep power must be positive, got {power}")
+        if power == 1.0:
+            return torch.randint(0, self.T + 1, (n,), generator=generator, device=device)
+        u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+        return (u.pow(power) * (self.T + 1)).long().clamp_(0, self.T)
+
     def _expand(self, per_graph: torch.Tensor, kind: str, graph: Graph) -> torch.Tensor:
         return per_graph[_rows(kind, graph)].unsqueeze(-1)
 
@@ -116,7 +128,7 @@ class DiffusionChain:
         """
         weights = weights or {}
         if t is None:
-            t = torch.randint(0, self.T + 1, (graph.num_graphs,), generator=generator, device=x0.x.device)
+            t = self.sample_t(graph.num_graphs, generator, x0.x.device)
         eps = sample_noise(x0, graph, generator)
         z_t = self.q_sample(x0, t, eps, graph)
         eps_hat = model(z_t, t.to(x0.x.dtype) / self.T, graph)
