@@ -1,0 +1,101 @@
+"""Quality against training cost for the recipes trained from scratch on the CPU: qm9-bonds (bonds and charges
+in the chain), qm9-nodes (its node-only control) and qm9-bonds-noh (bonds, implicit hydrogens). PNG + data.
+
+    python benchmarks/plot_recipes.py --costs benchmarks/results/speed_train_qm9-*.json
+
+Each run's rows come from ``data/campaign/<run>/metrics.jsonl`` (500 EMA samples, 100 sampler steps, at every
+half epoch), CPU rows only, up to the first segment that changed device, batch or learning rate. The x axes:
+epochs (what the model has seen), and CPU core-hours at the cost of a training step measured on the idle
+machine for that preset (``--costs``: the JSON of ``benchmarks/speed.py --only train`` per preset, 1 thread),
+so that runs trained under different loads compare on one scale. Sampling for the evaluations is not counted.
+``--costs`` takes the JSON files of ``python benchmarks/speed.py --preset P --variants fast:fp32:1 --only train``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from moldiff.io_utils import atomic_path, atomic_write_text  # noqa: E402
+
+RUNS = ("qm9-bonds", "qm9-nodes", "qm9-bonds-noh")
+PANELS = [("mol_stable", "molecule stability, distance protocol (%)"),
+          ("valid", "validity, distance protocol (%)"),
+          ("own_mol_stable", "molecule stability, own bonds + charges (%)"),
+          ("connected_valid", "connected and valid, distance protocol (%)")]
+
+
+def first_segment(rows: list[dict]) -> list[dict]:
+    """The sampled rows of the run's first segment: the device, batch and learning rate of its first row."""
+    out: list[dict] = []
+    for r in rows:
+        if out and any(r.get(k) != out[0].get(k) for k in ("device", "batch_size", "lr")):
+            break
+        out.append(r)
+    return [r for r in out if "samples" in r]
+
+
+def step_costs(paths: list[Path], variant: str = "fast:fp32:1") -> dict[str, float]:
+    """{preset: median seconds per training step} from speed.py JSON files."""
+    out = {}
+    for path in paths:
+        d = json.loads(path.read_text())
+        out[d["preset"]] = float(d["train"]["seconds_per_step"][variant]["median"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--campaign", type=Path, default=Path("data/campaign"))
+    ap.add_argument("--costs", type=Path, nargs="*", default=[], help="speed.py JSON files (module docstring)")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/recipe_curves.png"))
+    args = ap.parse_args(argv)
+    costs = step_costs(args.costs)
+    series = {}
+    for run in RUNS:
+        path = args.campaign / run / "metrics.jsonl"
+        if not path.exists():
+            continue
+        rows = first_segment([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+        preset = json.loads((args.campaign / run / "config.json").read_text()).get("preset", run)
+        cost = costs.get(preset)
+        series[run] = [{**{k: r.get(k) for k in ("epoch", "step", "hours", "cpu_hours", "threads", "val_loss")},
+                        **{k: r.get(k) for k, _ in PANELS},
+                        "cpu_hours_at_idle_cost": None if cost is None else r["step"] * cost / 3600.0}
+                       for r in rows]
+    if not series:
+        print(f"no runs under {args.campaign}")
+        return 1
+    fig, grid = plt.subplots(2, len(PANELS), figsize=(5 * len(PANELS), 8.5))
+    for col, (key, label) in enumerate(PANELS):
+        for run, rows in series.items():
+            pts = [r for r in rows if r.get(key) is not None]
+            if not pts:
+                continue
+            grid[0, col].plot([r["epoch"] for r in pts], [100 * r[key] for r in pts], "-o", ms=3, label=run)
+            if all(r["cpu_hours_at_idle_cost"] is not None for r in pts):
+                grid[1, col].plot([r["cpu_hours_at_idle_cost"] for r in pts], [100 * r[key] for r in pts], "-o",
+                                  ms=3, label=run)
+        grid[0, col].set_title(label, fontsize=10)
+        grid[0, col].set_xlabel("epochs of QM9 train (100,000 molecules)")
+        grid[1, col].set_xlabel("CPU core-hours at the idle machine's step cost")
+    for ax in grid.ravel():
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle("Recipes from scratch on the 2-core CPU (500 EMA samples, 100 sampler steps per point)")
+    fig.tight_layout()
+    with atomic_path(args.out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    atomic_write_text(args.out.with_suffix(".json"), json.dumps({"costs": costs, "runs": series}, indent=1) + "\n")
+    print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
