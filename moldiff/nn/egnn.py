@@ -78,12 +78,9 @@ def _layer_math(layer: "EGNNLayer", h: torch.Tensor, x: torch.Tensor, e: torch.T
         pair_part = F.linear(torch.cat([d2, d0], dim=1), layer.lin_dist.weight)
     if layer.lin_pair is not None:
         pair_part = pair_part + layer.lin_pair(e)
-    # summed in place into the gathered receiver part (index_select's backward needs only the indices), the
-    # pair part broadcast over the two directions (recv = [i, j]) instead of repeated; in the autocast dtype
-    # (bf16 under autocast): an fp32 pair part would promote the whole (E, H) edge tensor
     pre = layer.lin_recv(h).index_select(0, recv)
-    pre.add_(layer.lin_send(h).index_select(0, send))
-    pre.view(2, P, pre.shape[1]).add_(pair_part.to(pre.dtype))
+    # in the autocast dtype (bf16 under autocast): an fp32 pair part would promote the whole (E, H) edge tensor
+    pre = pre + layer.lin_send(h).index_select(0, send) + pair_part.to(pre.dtype).repeat(2, 1)
     m = F.silu(layer.edge_out(F.silu(pre)))
     if layer.att is not None:
         m = m * torch.sigmoid(layer.att(m))
