@@ -5,10 +5,10 @@ in the chain), qm9-nodes (its node-only control) and qm9-bonds-noh (bonds, impli
 
 Each run's rows come from ``data/campaign/<run>/metrics.jsonl`` (500 EMA samples, 100 sampler steps, at every
 half epoch), CPU rows only, up to the first segment that changed device, batch or learning rate. The x axes:
-epochs (what the model has seen), and CPU core-hours at the cost of a training step measured on the idle
-machine for that preset (``--costs``: the JSON of ``benchmarks/speed.py --only train`` per preset, 1 thread),
-so that runs trained under different loads compare on one scale. Sampling for the evaluations is not counted.
-``--costs`` takes the JSON files of ``python benchmarks/speed.py --preset P --variants fast:fp32:1 --only train``.
+epochs (what the model has seen), and CPU core-hours: training steps × the CPU seconds of one training step of
+that preset on one thread (``--costs``: the JSON files of ``python benchmarks/speed.py --preset P --variants
+fast:fp32:1 --only train``), so that runs trained under different loads compare on one scale (a run's own
+wall-clock hours depend on what else ran beside it). Sampling for the evaluations is not counted.
 """
 from __future__ import annotations
 
@@ -41,11 +41,11 @@ def first_segment(rows: list[dict]) -> list[dict]:
 
 
 def step_costs(paths: list[Path], variant: str = "fast:fp32:1") -> dict[str, float]:
-    """{preset: median seconds per training step} from speed.py JSON files."""
+    """{preset: median CPU seconds per training step} from speed.py JSON files."""
     out = {}
     for path in paths:
         d = json.loads(path.read_text())
-        out[d["preset"]] = float(d["train"]["seconds_per_step"][variant]["median"])
+        out[d["preset"]] = float(d["train"]["cpu_seconds_per_step"][variant]["median"])
     return out
 
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         cost = costs.get(preset)
         series[run] = [{**{k: r.get(k) for k in ("epoch", "step", "hours", "cpu_hours", "threads", "val_loss")},
                         **{k: r.get(k) for k, _ in PANELS},
-                        "cpu_hours_at_idle_cost": None if cost is None else r["step"] * cost / 3600.0}
+                        "cpu_hours_at_step_cost": None if cost is None else r["step"] * cost / 3600.0}
                        for r in rows]
     if not series:
         print(f"no runs under {args.campaign}")
@@ -78,12 +78,12 @@ def main(argv: list[str] | None = None) -> int:
             if not pts:
                 continue
             grid[0, col].plot([r["epoch"] for r in pts], [100 * r[key] for r in pts], "-o", ms=3, label=run)
-            if all(r["cpu_hours_at_idle_cost"] is not None for r in pts):
-                grid[1, col].plot([r["cpu_hours_at_idle_cost"] for r in pts], [100 * r[key] for r in pts], "-o",
+            if all(r["cpu_hours_at_step_cost"] is not None for r in pts):
+                grid[1, col].plot([r["cpu_hours_at_step_cost"] for r in pts], [100 * r[key] for r in pts], "-o",
                                   ms=3, label=run)
         grid[0, col].set_title(label, fontsize=10)
         grid[0, col].set_xlabel("epochs of QM9 train (100,000 molecules)")
-        grid[1, col].set_xlabel("CPU core-hours at the idle machine's step cost")
+        grid[1, col].set_xlabel("CPU core-hours (steps × CPU seconds per step, 1 thread)")
     for ax in grid.ravel():
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

@@ -198,6 +198,11 @@ class Trainer:
             raise ValueError(f"--lr must be positive, got {lr}")
         self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, lr=lr))
 
+    def override_bf16(self, bf16: bool | None) -> None:
+        """Continue the run with or without bf16 autocast (``None``: as configured)."""
+        if bf16 is not None:
+            self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, bf16=bool(bf16)))
+
     # ------------------------------------------------------------------------------------------
     def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
         """This rank's batches (dataset positions) of one epoch, in a seeded order."""
@@ -297,7 +302,7 @@ class Trainer:
                "step": self.state.step, "hours": round(self.state.hours, 5),
                "gpu_hours": round(self.state.gpu_hours, 5), "cpu_hours": round(self.state.cpu_hours, 5),
                "threads": torch.get_num_threads(), "device": str(self.device),
-               "lr": lr_at(self.state.step, tc), "batch_size": tc.batch_size,
+               "lr": lr_at(self.state.step, tc), "batch_size": tc.batch_size, "bf16": tc.bf16,
                "world_size": self.world, "train_loss": train_loss, "val_loss": self.validation_loss(),
                "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if tc.eval_samples:

@@ -96,3 +96,19 @@ def test_no_traceback_from_the_installed_command(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_bf16_switched_on_at_resume_is_used_and_logged(tmp_path):
+    import json
+
+    from moldiff.checkpoint import load_checkpoint
+
+    run = ["--run-dir", str(tmp_path / "run"), "--data-dir", str(tmp_path / "data"), "--limit", "150",
+           "--no-progress", "--eval-every", "1000"]
+    assert main(["train", "--preset", "tiny", "--max-steps", "3", *run]) == 0
+    assert main(["train", "--resume", "--bf16", "--max-steps", "6", *run]) == 0
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]["train"]["bf16"] is True
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["bf16"] for r in rows] == [False, True]
+    assert main(["train", "--resume", "--no-bf16", "--max-steps", "7", *run]) == 0
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]["train"]["bf16"] is False
