@@ -112,3 +112,29 @@ def test_bf16_switched_on_at_resume_is_used_and_logged(tmp_path):
     assert [r["bf16"] for r in rows] == [False, True]
     assert main(["train", "--resume", "--no-bf16", "--max-steps", "7", *run]) == 0
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]["train"]["bf16"] is False
+
+
+def test_killed_sampling_keeps_every_finished_batch(checkpoint, tmp_path):
+    """A crash (SIGKILL) loses at most the batch in flight: the partial file holds whole batches only."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "many.sdf"
+    partial = tmp_path / "many.sdf.partial.sdf"
+    proc = subprocess.Popen([sys.executable, "-m", "moldiff", "sample", "--checkpoint", str(checkpoint),
+                             "-n", "100000", "--batch-size", "7", "--steps", "20", "--threads", "1",
+                             "--no-progress", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if partial.exists() and len(list(Chem.SDMolSupplier(str(partial), sanitize=False))) >= 14:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    kept = list(Chem.SDMolSupplier(str(partial), sanitize=False, removeHs=False))
+    assert len(kept) >= 14 and len(kept) % 7 == 0 and all(m is not None for m in kept)
+    assert not out.exists()
