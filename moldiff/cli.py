@@ -34,7 +34,8 @@ def _writable(path: Path) -> None:
 # ---------------------------------------------------------------- train
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model on QM9 (resumable; runs under torchrun for DDP)")
-    p.add_argument("--preset", help="named configuration: tiny, edm, qm9-bonds, qm9-bonds-noh, qm9-nodes (default tiny)")
+    p.add_argument("--preset", help="named configuration: tiny, edm, qm9-bonds, qm9-bonds-noh, qm9-nodes "
+                   "(default tiny)")
     p.add_argument("--config", type=Path, help="TOML file: optional 'preset = ...' and [features] [model] "
                    "[schedule] [train] tables overriding it")
     p.add_argument("--run-dir", type=Path, default=Path("runs/default"), help="checkpoint + metrics folder")
@@ -115,7 +116,8 @@ def add_sample(sub) -> None:
                    help="with --steps: spread the steps evenly, or most of them at low noise (quadratic: better "
                         "molecules for the same S, see benchmarks/README.md)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0); the same seed gives the same molecules")
-    p.add_argument("--atoms", type=int, help="atoms per molecule (default: drawn from the training p(N))")
+    p.add_argument("--atoms", type=int, help="atoms per molecule, heavy atoms for a model with implicit hydrogens "
+                   "(default: drawn from the training p(N))")
     p.add_argument("--batch-size", type=int, default=250, help="molecules per batch (250)")
     p.add_argument("--bf16", action="store_true",
                    help="bf16 matrix multiplies in the network (coordinates stay fp32): about 1.6× faster on "
