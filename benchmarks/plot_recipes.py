@@ -62,10 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             continue
         rows = first_segment([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
-        preset = json.loads((args.campaign / run / "config.json").read_text()).get("preset", run)
+        config = json.loads((args.campaign / run / "config.json").read_text())
+        preset = config.get("preset", run)
+        own_bonds = config.get("features", {}).get("include_bonds", False)  # else "own" bonds are perceived ones
         cost = costs.get(preset)
         series[run] = [{**{k: r.get(k) for k in ("epoch", "step", "hours", "cpu_hours", "threads", "val_loss")},
-                        **{k: r.get(k) for k, _ in PANELS},
+                        **{k: r.get(k) for k, _ in PANELS if own_bonds or not k.startswith("own")},
                         "cpu_hours_at_step_cost": None if cost is None else r["step"] * cost / 3600.0}
                        for r in rows]
     if not series:
