@@ -1,5 +1,6 @@
-"""Quality against training cost for the recipes trained from scratch on the CPU: qm9-bonds (bonds and charges
-in the chain), qm9-nodes (its node-only control) and qm9-bonds-noh (bonds, implicit hydrogens). PNG + data.
+"""Quality against training cost for the runs trained from scratch on the CPU (every run under data/campaign/):
+qm9-bonds (bonds and charges in the chain), qm9-nodes (its node-only control), qm9-bonds-noh (bonds, implicit
+hydrogens) and its variants. PNG + data.
 
     python benchmarks/plot_recipes.py --costs benchmarks/results/speed_train_qm9-*.json
 
@@ -23,7 +24,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from moldiff.io_utils import atomic_path, atomic_write_text  # noqa: E402
 
-RUNS = ("qm9-bonds", "qm9-nodes", "qm9-bonds-noh")
 PANELS = [("mol_stable", "molecule stability, distance protocol (%)"),
           ("valid", "validity, distance protocol (%)"),
           ("own_mol_stable", "molecule stability, own bonds + charges (%)"),
@@ -57,13 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     costs = step_costs(args.costs)
     series = {}
-    for run in RUNS:
-        path = args.campaign / run / "metrics.jsonl"
-        if not path.exists():
-            continue
+    for path in sorted(args.campaign.glob("*/metrics.jsonl")):
+        run = path.parent.name
         rows = first_segment([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
         config = json.loads((args.campaign / run / "config.json").read_text())
-        preset = config.get("preset", run)
+        preset = config.get("preset", run).split("+")[0]  # "qm9-bonds-noh+file.toml": the preset's step cost
         own_bonds = config.get("features", {}).get("include_bonds", False)  # else "own" bonds are perceived ones
         cost = costs.get(preset)
         series[run] = [{**{k: r.get(k) for k in ("epoch", "step", "hours", "cpu_hours", "threads", "val_loss")},
