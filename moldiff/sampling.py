@@ -41,9 +41,10 @@ def _sanitised(mol: Chem.Mol, implicit_h: bool) -> Chem.Mol:
     atoms with hydrogens, which are then added as atoms with 3D coordinates. Raises when RDKit refuses it."""
     from rdkit import Chem
 
-    work = Chem.Mol(mol)
-    for atom in work.GetAtoms():
-        atom.SetNoImplicit(not implicit_h)
+    work = Chem.Mol(mol)  # built NoImplicit (build_mol's default): only implicit_h lets RDKit fill valences
+    if implicit_h:
+        for atom in work.GetAtoms():
+            atom.SetNoImplicit(False)
     Chem.SanitizeMol(work)
     return Chem.AddHs(work, addCoords=True) if implicit_h else work
 

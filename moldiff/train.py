@@ -178,7 +178,11 @@ class Trainer:
                 raise ValueError(f"--eval-samples must be ≥ 0, got {samples}")
             changes["eval_samples"] = samples
         if changes:
-            self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, **changes))
+            self._set_train(**changes)
+
+    def _set_train(self, **changes) -> None:
+        """Replace fields of the run's TrainConfig (the overrides below)."""
+        self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, **changes))
 
     def override_batch_size(self, batch_size: int | None) -> None:
         """Continue the run with another batch size (e.g. on a GPU); the position in the epoch is kept."""
@@ -188,7 +192,7 @@ class Trainer:
             raise ValueError(f"--batch-size must be positive, got {batch_size}")
         old = self.cfg.train.batch_size
         self.state.step_in_epoch = self.state.step_in_epoch * old // batch_size
-        self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, batch_size=batch_size))
+        self._set_train(batch_size=batch_size)
 
     def override_lr(self, lr: float | None) -> None:
         """Continue the run with another base learning rate (e.g. a final low-rate segment)."""
@@ -196,12 +200,12 @@ class Trainer:
             return
         if not lr > 0:
             raise ValueError(f"--lr must be positive, got {lr}")
-        self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, lr=lr))
+        self._set_train(lr=lr)
 
     def override_bf16(self, bf16: bool | None) -> None:
         """Continue the run with or without bf16 autocast (``None``: as configured)."""
         if bf16 is not None:
-            self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, bf16=bool(bf16)))
+            self._set_train(bf16=bool(bf16))
 
     # ------------------------------------------------------------------------------------------
     def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
