@@ -5,11 +5,14 @@ hydrogens) and its variants. PNG + data.
     python benchmarks/plot_recipes.py --costs benchmarks/results/speed_train_qm9-*.json
 
 Each run's rows come from ``data/campaign/<run>/metrics.jsonl`` (500 EMA samples, 100 sampler steps, at every
-half epoch), CPU rows only, up to the first segment that changed device, batch or learning rate. The x axes:
+half or whole epoch), CPU rows only, up to the first segment that changed device or batch (a change of learning
+rate on resume stays on the curve and is in each row). A run started from a copy of another run's checkpoint has
+a ``branch.json`` (``{"parent": run, "step": step}``): its rows before that step are its parent's. The x axes:
 epochs (what the model has seen), and CPU core-hours: training steps × the CPU seconds of one training step of
-that preset on one thread (``--costs``: the JSON files of ``python benchmarks/speed.py --preset P --variants
-fast:fp32:1 --only train``), so that runs trained under different loads compare on one scale (a run's own
-wall-clock hours depend on what else ran beside it). Sampling for the evaluations is not counted.
+that preset on one thread (``--costs``: the JSON files of ``python benchmarks/speed.py --preset P [--config F]
+--variants fast:fp32:1 --only train``; a run whose config changed the network needs its own), so that runs
+trained under different loads compare on one scale (a run's own wall-clock hours depend on what else ran beside
+it). Sampling for the evaluations is not counted.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from moldiff.config import PRESETS, load_config  # noqa: E402
 from moldiff.io_utils import atomic_path, atomic_write_text  # noqa: E402
 
 PANELS = [("mol_stable", "molecule stability, distance protocol (%)"),
@@ -30,14 +34,24 @@ PANELS = [("mol_stable", "molecule stability, distance protocol (%)"),
           ("connected_valid", "connected and valid, distance protocol (%)")]
 
 
-def first_segment(rows: list[dict]) -> list[dict]:
-    """The sampled rows of the run's first segment: the device, batch and learning rate of its first row."""
+def recipe_rows(rows: list[dict]) -> list[dict]:
+    """The run's CPU rows on its first device and batch: its first segment and the segments after it that changed
+    only the learning rate (``--lr`` on resume) or bf16 (same loss curve); sampled rows only."""
     out: list[dict] = []
     for r in rows:
-        if out and any(r.get(k) != out[0].get(k) for k in ("device", "batch_size", "lr")):
+        if out and any(r.get(k) != out[0].get(k) for k in ("device", "batch_size")):
             break
         out.append(r)
     return [r for r in out if "samples" in r]
+
+
+def branch_point(run_dir: Path) -> tuple[str, int] | None:
+    """(parent run, step) for a run started from a copy of another run's checkpoint (``branch.json``)."""
+    path = run_dir / "branch.json"
+    if not path.exists():
+        return None
+    d = json.loads(path.read_text())
+    return d["parent"], int(d["step"])
 
 
 def step_costs(paths: list[Path], variant: str = "fast:fp32:1") -> dict[str, float]:
@@ -59,11 +73,18 @@ def main(argv: list[str] | None = None) -> int:
     series = {}
     for path in sorted(args.campaign.glob("*/metrics.jsonl")):
         run = path.parent.name
-        rows = first_segment([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+        rows = recipe_rows([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+        branch = branch_point(path.parent)
+        if branch is not None:  # the parent's rows up to the branch point are the parent's; keep the last of them
+            before = [r for r in rows if r["step"] <= branch[1]]
+            rows = before[-1:] + [r for r in rows if r["step"] > branch[1]]
         config = json.loads((args.campaign / run / "config.json").read_text())
-        preset = config.get("preset", run).split("+")[0]  # "qm9-bonds-noh+file.toml": the preset's step cost
+        preset = config.get("preset", run)  # "qm9-bonds-noh+file.toml": that file's step cost, else the preset's
         own_bonds = config.get("features", {}).get("include_bonds", False)  # else "own" bonds are perceived ones
         cost = costs.get(preset)
+        base = preset.split("+")[0]
+        if cost is None and base in PRESETS and load_config(base).to_dict()["model"] == config.get("model"):
+            cost = costs.get(base)  # same network as its preset: the preset's step cost
         series[run] = [{**{k: r.get(k) for k in ("epoch", "step", "hours", "cpu_hours", "threads", "val_loss")},
                         **{k: r.get(k) for k, _ in PANELS if own_bonds or not k.startswith("own")},
                         "cpu_hours_at_step_cost": None if cost is None else r["step"] * cost / 3600.0}

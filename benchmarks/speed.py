@@ -256,9 +256,11 @@ def allocator_ab(args) -> dict:
             env = dict(os.environ, MOLDIFF_TUNE_ALLOCATOR="1" if mode == "tuned" else "0")
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "r.json"
-                cmd = [sys.executable, __file__, "--preset", args.preset, "--device", args.device,
+                cmd = [sys.executable, __file__, "--device", args.device,
                        "--variants", args.allocator_variant, "--only", "sample19", "--sample-steps", "8",
                        "--json", str(out)] + (["--threads", str(args.threads)] if args.threads else [])
+                cmd += (["--preset", args.preset] if args.preset else []) + (["--config", args.config]
+                                                                              if args.config else [])
                 subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
                 blob = json.loads(out.read_text())
                 res[mode].append(blob["sample_100x19"]["seconds_per_step"][args.allocator_variant]["median"])
@@ -294,7 +296,8 @@ def add_ratios(section: dict, base: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="edm")
+    ap.add_argument("--preset", default=None, help="named configuration (default edm, or the one --config names)")
+    ap.add_argument("--config", default=None, help="TOML file overriding the preset, as for moldiff train")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch", type=int, default=64, help="training batch (molecules)")
     ap.add_argument("--max-batch", type=int, default=None, help="largest batch tried by the sweep "
@@ -329,13 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     max_batch = args.max_batch if args.max_batch is not None else (4096 if device.type == "cuda" else 256)
     steps = args.sample_steps or (2 * args.repeats + args.warmup + 1)
 
-    cfg = load_config(args.preset)
+    cfg = load_config(args.preset, args.config) if args.config else load_config(args.preset or "edm")
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, num_threads=args.threads))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp) / "run", device=args.device, progress=False)
     n_params = sum(p.numel() for p in trainer.net.parameters())
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    print(f"preset {args.preset}: {n_params / 1e6:.2f} M parameters, {torch.get_num_threads()} threads, "
+    print(f"preset {cfg.preset}: {n_params / 1e6:.2f} M parameters, {torch.get_num_threads()} threads, "
           f"variants {[vname(v) for v in variants]}, load average {load}", flush=True)
 
     # GEMM peaks per dtype and per thread count used by a variant ("fp32", "bf16" = the process's threads)
@@ -354,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
 
     measure_peaks()
     out: dict = {
-        "preset": args.preset, "device": str(device), "parameters": n_params, "threads": torch.get_num_threads(),
+        "preset": cfg.preset, "device": str(device), "parameters": n_params, "threads": torch.get_num_threads(),
         "torch": torch.__version__, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "variants": [vname(v) for v in variants],
         "baseline": base, "repeats": args.repeats, "warmup": args.warmup,

@@ -15,10 +15,10 @@ def test_shipped_model_loads_without_dataset_or_flags():
 
 
 def test_config_saved_before_implicit_h_loads_as_explicit_h():
-    from moldiff.config import RunConfig
+    from moldiff.config import RunConfig, load_config
 
-    saved = torch.load(pretrained_path("qm9"), weights_only=True)["config"]
-    saved["features"].pop("implicit_h", None)  # as written before the option existed
+    saved = load_config("qm9-bonds").to_dict()
+    saved["features"].pop("implicit_h")  # as written before the option existed (the first shipped models)
     cfg = RunConfig.from_dict(saved)
     assert not cfg.features.implicit_h and cfg.features.atom_types == ("H", "C", "N", "O", "F")
     assert cfg.to_dict()["features"] == {**saved["features"], "implicit_h": False}

@@ -3,7 +3,7 @@
 # (optionally) measure GPU speed. Run from the repository root on the GPU machine, with the training part of
 # the QM9 cache carried in .device/cache (made here by `python benchmarks/gpu/prepare.py`). Needs torch,
 # torch-geometric and networkx only (no RDKit, no qm9pack). At most 8 files come back, all in $OUT:
-#   checkpoint.pt metrics.jsonl   the continued run (copy back to data/campaign/qm9-bonds/)
+#   checkpoint.pt metrics.jsonl   the continued run (copy back to the run folder, RUN)
 #   snapshots.tar.part-*          EMA weights every SNAPSHOT_EVERY epochs, at most 8 (score them here, with RDKit)
 #   session.log                   GPU, training, test and speed logs
 #   speed_cuda_*.json             benchmarks/speed.py results (only with SPEED_SECONDS > 0)
@@ -11,7 +11,7 @@
 set -u
 export PYTHONUNBUFFERED=1 MOLDIFF_DATA="$PWD/.device/cache" PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 OUT=${OUT:-runs/gpu_out}
-RUN=${RUN:-data/campaign/qm9-bonds}
+RUN=${RUN:-data/campaign/qm9-bonds-noh}
 LOG="$OUT/session.log"
 mkdir -p "$OUT"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
