@@ -1,7 +1,11 @@
 """The training campaign's quality and validation loss against epochs (with the CPU and GPU hours spent):
 PNG plot + the data behind it.
 
-    python benchmarks/plot_campaign.py                 # every run under data/campaign/
+    python benchmarks/plot_campaign.py      # the campaign's runs: qm9-bonds, then qm9-bonds-noh and its cool-down
+
+(``benchmarks/plot_recipes.py`` draws the runs from scratch and the ablations against CPU-hours.) A run with a
+``branch.json`` (``{"parent": run, "step": step}``) started from a copy of its parent's checkpoint: only its rows
+after that step are drawn.
 """
 from __future__ import annotations
 
@@ -21,14 +25,22 @@ SERIES = [("mol_stable", "molecule stability (protocol)"), ("valid", "validity (
           ("atom_stable", "atom stability (protocol)")]
 
 
+CAMPAIGN = ("qm9-bonds", "qm9-bonds-noh", "qm9-bonds-noh-cooldown")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=Path, nargs="*", default=sorted(Path("data/campaign").glob("*/metrics.jsonl")))
+    ap.add_argument("--runs", type=Path, nargs="*",
+                    default=[Path("data/campaign") / run / "metrics.jsonl" for run in CAMPAIGN])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/campaign_curve.png"))
     args = ap.parse_args()
     data, loss = {}, {}
     for path in args.runs:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        branch = path.parent / "branch.json"
+        if branch.exists():
+            start = json.loads(branch.read_text())["step"]
+            rows = [r for r in rows if r["step"] > start]
         snaps = path.parent / "snapshot_metrics.jsonl"  # EMA snapshots scored after the fact (GPU segments)
         if snaps.exists():
             rows_s = [json.loads(line) for line in snaps.read_text().splitlines() if line.strip()]

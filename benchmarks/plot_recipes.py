@@ -1,6 +1,6 @@
 """Quality against training cost for the runs trained from scratch on the CPU (every run under data/campaign/):
 qm9-bonds (bonds and charges in the chain), qm9-nodes (its node-only control), qm9-bonds-noh (bonds, implicit
-hydrogens) and its variants. PNG + data.
+hydrogens) and its variants. PNG + data (JSON, and every point as a markdown table).
 
     python benchmarks/plot_recipes.py --costs benchmarks/results/speed_train_qm9-*.json
 
@@ -63,6 +63,23 @@ def step_costs(paths: list[Path], variant: str = "fast:fp32:1") -> dict[str, flo
     return out
 
 
+def markdown_table(series: dict[str, list[dict]]) -> str:
+    """Every point of every run as one markdown table (percentages; '—' where a run has no such figure)."""
+    head = ["run", "epoch", "core-hours (steps × step cost)", "core-hours (measured, with evaluations)"]
+    head += [label.replace(" (%)", " %") for _, label in PANELS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def fmt(v, scale=1.0, digits=2):
+        return "—" if v is None else f"{scale * v:.{digits}f}"
+
+    for run, rows in series.items():
+        for r in rows:
+            cells = [run, f"{r['epoch']:g}", fmt(r["cpu_hours_at_step_cost"]), fmt(r.get("cpu_hours"))]
+            cells += [fmt(r.get(k), 100.0, 1) for k, _ in PANELS]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--campaign", type=Path, default=Path("data/campaign"))
@@ -104,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                                   ms=3, label=run)
         grid[0, col].set_title(label, fontsize=10)
         grid[0, col].set_xlabel("epochs of QM9 train (100,000 molecules)")
-        grid[1, col].set_xlabel("CPU core-hours (steps × CPU seconds per step, 1 thread)")
+        grid[1, col].set_xlabel("CPU core-hours (steps × CPU seconds per step, 1 thread), log scale")
+        grid[1, col].set_xscale("log")
     for ax in grid.ravel():
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -114,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_path(args.out) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     atomic_write_text(args.out.with_suffix(".json"), json.dumps({"costs": costs, "runs": series}, indent=1) + "\n")
-    print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
+    atomic_write_text(args.out.with_suffix(".md"), markdown_table(series))
+    print(f"wrote {args.out} and its data as .json and .md")
     return 0
 
 
