@@ -1,7 +1,7 @@
 """The training campaign's quality and validation loss against epochs (with the CPU and GPU hours spent):
 PNG plot + the data behind it.
 
-    python benchmarks/plot_campaign.py      # the campaign's runs: qm9-bonds, then qm9-bonds-noh and its cool-down
+    python benchmarks/plot_campaign.py      # the campaign: qm9-bonds, then qm9-bonds-noh and its cool-downs
 
 (``benchmarks/plot_recipes.py`` draws the runs from scratch and the ablations against CPU-hours.) A run with a
 ``branch.json`` (``{"parent": run, "step": step}``) started from a copy of its parent's checkpoint: only its rows
@@ -25,7 +25,7 @@ SERIES = [("mol_stable", "molecule stability (protocol)"), ("valid", "validity (
           ("atom_stable", "atom stability (protocol)")]
 
 
-CAMPAIGN = ("qm9-bonds", "qm9-bonds-noh", "qm9-bonds-noh-cooldown")
+CAMPAIGN = ("qm9-bonds", "qm9-bonds-noh", "qm9-bonds-noh-cooldown", "qm9-bonds-noh-cooldown31")
 
 
 def main() -> None:
