@@ -47,6 +47,8 @@ class RunConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     preset: str = "custom"
+    network: str = "egnn"  # the ε-network's kind, built through moldiff.nn.registry
+    cond_dim: int = 0  # width of the per-molecule condition the network embeds beside t (0: unconditioned)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -63,7 +65,7 @@ class RunConfig:
             return cls(**values)
         return RunConfig(build(FeatureConfig, d.get("features", {})), build(EGNNConfig, d.get("model", {})),
                          build(ScheduleConfig, d.get("schedule", {})), build(TrainConfig, d.get("train", {})),
-                         d.get("preset", "custom"))
+                         d.get("preset", "custom"), d.get("network", "egnn"), d.get("cond_dim", 0))
 
 
 PRESETS: dict[str, dict] = {
@@ -97,10 +99,21 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-# qm9-bonds with implicit hydrogens: heavy atoms only in the chain (one-hot C, N, O, F; p(N) of heavy atoms);
-# RDKit adds the hydrogens, with 3D coordinates, when a sample is decoded.
-PRESETS["qm9-bonds-noh"] = _merge(PRESETS["qm9-bonds"],
-                                  {"features": {"implicit_h": True, "atom_types": ("C", "N", "O", "F")}})
+# qm9-bonds with implicit hydrogens: heavy atoms only in the chain (the one-hot holds the heavy elements of the
+# data; p(N) of heavy atoms); RDKit adds the hydrogens, with 3D coordinates, when a sample is decoded.
+PRESETS["qm9-bonds-noh"] = _merge(PRESETS["qm9-bonds"], {"features": {"implicit_h": True}})
+
+LEGACY_CHARGES = (-1, 0, 1)  # the charge classes of configs saved before the vocabulary was stored
+
+
+def config_from_checkpoint(d: dict) -> RunConfig:
+    """The RunConfig a checkpoint stores; configs saved before the vocabulary was part of the config (they
+    name ``atom_types`` but no ``charges``) get the charge classes and bond orders those models were built with."""
+    features = dict(d.get("features", {}))
+    if features.get("atom_types") and "charges" not in features:
+        features["charges"] = list(LEGACY_CHARGES) if features.get("include_charge") else []
+        features.setdefault("bond_orders", [1, 2, 3])
+    return RunConfig.from_dict({**d, "features": features})
 
 
 def load_config(preset: str | None = None, path: str | Path | None = None) -> RunConfig:

@@ -77,3 +77,21 @@ def set_threads(threads: int | None) -> int:
     n = threads or free_cores()
     torch.set_num_threads(n)
     return n
+
+
+def distributed_setup(device: str | None = None):
+    """The device, rank and world size of this process: under ``torchrun`` (``WORLD_SIZE`` > 1) the process
+    group is initialised (NCCL on CUDA, gloo on the CPU) and each rank takes its local GPU. ``device`` names the
+    device (default: CUDA where present, else the CPU). Returns (device, rank, world)."""
+    import torch
+    import torch.distributed as dist
+
+    rank = int(os.environ.get("RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    resolve = globals().get("resolve_device")
+    dev = resolve(device) if resolve else torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if world > 1 and dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return dev, rank, world

@@ -1,27 +1,91 @@
-"""Sampling: sizes from p(N), the reverse chain in batches, and decoding to RDKit molecules."""
+"""Sampling: the reverse-chain loop with its per-step hooks, sizes from p(N), per-molecule seeds, batches, and
+decoding to RDKit molecules."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from moldiff.data.qm9 import ATOM_TYPES, complete_pairs
-from moldiff.diffusion.state import Graph, State
+from moldiff.data.store import complete_pairs
+from moldiff.diffusion.chain import DiffusionChain, StepOutput, sample_noise
+from moldiff.hooks import Hook
 from moldiff.model import Generator
 from moldiff.representation import decode
-from moldiff.runtime import tune_allocator
+from moldiff.state import Graph, State, remove_mean
 
 if TYPE_CHECKING:  # RDKit is needed to decode molecules, not to run the chain (e.g. on a GPU machine)
     from rdkit import Chem
 
 MAX_ATOMS = 200
+MAX_ATTEMPTS = 3  # draws of one molecule whose chain went to NaN/inf before it is dropped
+
+NoiseFn = Callable[[State, Graph], State]
 
 
-def draw_sizes(hist: Sequence[int], n: int, generator: torch.Generator) -> list[int]:
-    """n molecule sizes drawn from the histogram p(N) of the training set."""
-    p = torch.tensor(hist, dtype=torch.float64)
-    return torch.multinomial(p / p.sum(), n, replacement=True, generator=generator).tolist()
+def run_chain(model: Callable, chain: DiffusionChain, template: State, graph: Graph, *, steps: int | None = None,
+              spacing: str = "uniform", deterministic: bool = False, generator: torch.Generator | None = None,
+              noise: NoiseFn | None = None, hooks: Sequence[Hook] = (), cond: torch.Tensor | None = None,
+              on_eval: Callable[[], None] | None = None) -> State:
+    """The reverse chain from z_T ~ N(0, I) to the final x̂, in S = ``steps`` steps of :meth:`DiffusionChain.step`.
+
+    ``model(z, t, graph[, cond])`` predicts ε with t in [0, 1]; ``noise(template, graph)`` draws the standard
+    normal noise (default: :func:`sample_noise` with ``generator``); every hook is called after every step
+    (:mod:`moldiff.hooks`) and may replace the state; ``on_eval`` is called after each network evaluation.
+    """
+    draw = noise or (lambda tmpl, g: sample_noise(tmpl, g, generator))
+    extra = () if cond is None else (cond,)
+    z = draw(template, graph)
+    grid = chain.timesteps(steps, spacing)
+    G, dev = graph.num_graphs, template.x.device
+    for t_int, s_int in zip(grid[:-1], grid[1:]):
+        t = torch.full((G,), t_int, dtype=torch.long, device=dev)
+        s = torch.full((G,), s_int, dtype=torch.long, device=dev)
+        eps_hat = model(z, t.to(z.x.dtype) / chain.T, graph, *extra)
+        out = chain.step(z, eps_hat, t, s, graph, generator, deterministic,
+                         noise=None if deterministic or noise is None else draw(z, graph))
+        z = _apply(hooks, t_int, s_int, out, graph)
+        if on_eval:
+            on_eval()
+    t0 = torch.zeros(G, dtype=torch.long, device=dev)
+    x_hat = chain.final(z, model(z, t0.to(z.x.dtype), graph, *extra), graph)
+    if on_eval:
+        on_eval()
+    return _apply(hooks, 0, -1, StepOutput(x_hat, x_hat), graph)
+
+
+def _apply(hooks: Sequence[Hook], t: int, s: int, out: StepOutput, graph: Graph) -> State:
+    z = out.prev
+    for hook in hooks:
+        new = hook(t, s, StepOutput(z, out.x0_hat), graph)
+        z = new if new is not None else z
+    return z
+
+
+def molecule_seed(seed: int, k: int, attempt: int = 0) -> int:
+    """The seed of molecule ``k`` of a run (and of its ``attempt``-th redraw): a pure function, so that a
+    molecule does not depend on how many others are drawn or how they are batched."""
+    return int(np.random.SeedSequence([seed, k, attempt]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+class MoleculeNoise:
+    """Standard normal noise drawn molecule by molecule, each from its own generator (coordinates then
+    projected to zero CoM): the batch's noise is the concatenation of the molecules' own streams."""
+
+    def __init__(self, seeds: Sequence[int], device: torch.device):
+        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+
+    def __call__(self, template: State, graph: Graph) -> State:
+        n_atoms = graph.n_atoms.tolist()
+        n_pairs = [n * (n - 1) // 2 for n in n_atoms]
+
+        def draw(field: torch.Tensor, kind: str) -> torch.Tensor:
+            rows = n_pairs if kind == "e" else n_atoms
+            parts = [torch.randn((r, field.shape[1]), generator=g, device=field.device, dtype=field.dtype)
+                     for r, g in zip(rows, self.generators)]
+            z = torch.cat(parts) if parts else field.new_zeros(field.shape)
+            return remove_mean(z, graph.batch, graph.num_graphs) if kind == "x" else z
+        return template.map(draw)
 
 
 def empty_graph(sizes: Sequence[int], h_dim: int, e_dim: int, device: torch.device) -> tuple[State, Graph]:
@@ -34,6 +98,26 @@ def empty_graph(sizes: Sequence[int], h_dim: int, e_dim: int, device: torch.devi
     template = State(torch.zeros(n_atoms, 3, device=device), torch.zeros(n_atoms, h_dim, device=device),
                      torch.zeros(n_pairs, e_dim, device=device) if e_dim else None)
     return template, Graph(batch.to(device), pairs.to(device), len(sizes))
+
+
+def draw_size(hist: Sequence[int], seed: int) -> int:
+    """One molecule size drawn from the histogram p(N) of the training set with its own seed."""
+    p = torch.tensor(hist, dtype=torch.float64)
+    return int(torch.multinomial(p / p.sum(), 1, generator=torch.Generator().manual_seed(seed)))
+
+
+def finite_molecules(out: State, graph: Graph) -> torch.Tensor:
+    """(G,) bool: every coordinate and feature of the molecule is finite."""
+    bad = torch.zeros(graph.num_graphs, dtype=torch.bool, device=out.x.device)
+    for kind, f in out.fields().items():
+        rows = ~torch.isfinite(f).all(dim=1)
+        bad[graph.rows(kind)[rows]] = True
+    return ~bad
+
+
+def _zero_nonfinite(out: State) -> State:
+    """The state with NaN/inf set to 0, so that a batch decodes; its non-finite molecules are discarded."""
+    return out.map(lambda f, kind: torch.nan_to_num(f, nan=0.0, posinf=0.0, neginf=0.0))
 
 
 def _sanitised(mol: Chem.Mol, implicit_h: bool) -> Chem.Mol:
@@ -52,8 +136,6 @@ def _sanitised(mol: Chem.Mol, implicit_h: bool) -> Chem.Mol:
 def _molecule(elements: list[str], pos: np.ndarray, charges: list[int],
               bonds: list[tuple[int, int, int]] | None, implicit_h: bool = False) -> Chem.Mol:
     """One decoded sample as an RDKit molecule, flagged with ``moldiff_valid`` and ``moldiff_error``."""
-    from rdkit import Chem
-
     from moldiff.chem.build import build_mol
     from moldiff.chem.perceive import perceive_mol
 
@@ -92,7 +174,7 @@ def to_molecules(gen: Generator, out: State, graph: Graph) -> list[Chem.Mol]:
     counts = torch.bincount(batch, minlength=graph.num_graphs)
     starts = (torch.cumsum(counts, 0) - counts).tolist()
     pos = d.pos.detach().cpu().double().numpy()
-    types, charges = d.atom_type.cpu().tolist(), d.charge.cpu().tolist()
+    elements, charges = d.elements(cfg), d.charge.cpu().tolist()
     bonds_of: list[list[tuple[int, int, int]]] | None = None
     if d.bond is not None:
         bonds_of = [[] for _ in range(graph.num_graphs)]
@@ -104,49 +186,88 @@ def to_molecules(gen: Generator, out: State, graph: Graph) -> list[Chem.Mol]:
     mols = []
     with rdBase.BlockLogs():
         for k, (a, n) in enumerate(zip(starts, counts.tolist())):
-            mols.append(_molecule([ATOM_TYPES[t] for t in types[a:a + n]], pos[a:a + n], charges[a:a + n],
+            mols.append(_molecule(elements[a:a + n], pos[a:a + n], charges[a:a + n],
                                   None if bonds_of is None else bonds_of[k], cfg.implicit_h))
     return mols
+
+
+def check_size(gen: Generator, n_atoms: int | None) -> None:
+    """Refuse a molecule size outside those the model was trained on, naming the range it supports."""
+    if n_atoms is None:
+        return
+    lo, hi = gen.stats.size_range
+    if not 1 <= n_atoms <= MAX_ATOMS or (hi and not lo <= n_atoms <= hi):
+        what = "heavy atoms; RDKit adds the hydrogens" if gen.config.features.implicit_h else "atoms"
+        raise ValueError(f"--atoms {n_atoms}: this model was trained on molecules of {lo}–{hi} {what}")
+
+
+def _chain_batch(gen: Generator, sizes: list[int], seeds: list[int], *, steps, spacing, deterministic, bf16,
+                 hooks, cond, on_eval) -> State | None:
+    cfg = gen.config.features
+    template, graph = empty_graph(sizes, cfg.h_dim, cfg.e_dim, gen.device)
+    with torch.autocast(gen.device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = run_chain(gen.network, gen.chain, template, graph, steps=steps, spacing=spacing,
+                        deterministic=deterministic, noise=MoleculeNoise(seeds, gen.device), hooks=hooks,
+                        cond=cond, on_eval=on_eval)
+    return out, graph
 
 
 @torch.no_grad()
 def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: int = 0,
                      n_atoms: int | None = None, batch_size: int = 250, deterministic: bool = False,
-                     spacing: str = "uniform", bf16: bool = False,
-                     progress: bool = False) -> Iterator[list[Chem.Mol]]:
-    """Sample ``n`` molecules, ``batch_size`` at a time; yields each batch's RDKit molecules.
+                     spacing: str = "uniform", bf16: bool = False, progress: bool = False, start: int = 0,
+                     report: dict | None = None, hooks: Sequence[Hook] = (),
+                     cond: torch.Tensor | None = None) -> Iterator[list[Chem.Mol]]:
+    """Sample molecules ``start`` … ``n`` − 1 of a run, ``batch_size`` at a time; yields each batch's molecules.
 
-    The same ``seed`` gives the same molecules (on the same device and thread count). Sizes (``n_atoms`` and
-    p(N)) count the atoms of the chain: heavy atoms only for a model with implicit hydrogens. ``bf16`` runs the
-    network's matrix multiplies under bf16 autocast (coordinates and the chain stay fp32): about 1.6× faster
-    on a CPU with bf16 instructions, at the quality measured in benchmarks/README.md.
+    Molecule k has its own seed (:func:`molecule_seed` of ``seed`` and k): its size and every noise draw come
+    from it, so the same seed gives the same molecules whatever ``n``, ``batch_size`` and ``start`` are (up to
+    the floating-point rounding of batched arithmetic, and on the same device and thread count). A molecule
+    whose chain goes to NaN/inf is redrawn alone with a derived seed (up to ``MAX_ATTEMPTS`` draws, then
+    dropped); ``report`` counts them ("redrawn", "dropped"). Sizes (``n_atoms`` and p(N)) count the atoms of
+    the chain: heavy atoms only for a model with implicit hydrogens. ``bf16`` runs the network's matrix
+    multiplies under bf16 autocast (coordinates and the chain stay fp32). ``cond`` (n, cond_dim) conditions
+    a model trained with a condition; hooks are applied to every batch (:mod:`moldiff.hooks`).
     """
     from tqdm import tqdm
 
     if n <= 0:
         raise ValueError(f"the number of molecules must be positive, got {n}")
-    if n_atoms is not None and not 1 <= n_atoms <= MAX_ATOMS:
-        raise ValueError(f"--atoms must be between 1 and {MAX_ATOMS}, got {n_atoms}")
+    if not 0 <= start <= n:
+        raise ValueError(f"start must be between 0 and {n}, got {start}")
     if batch_size <= 0:
         raise ValueError(f"the batch size must be positive, got {batch_size}")
-    tune_allocator()
-    device = gen.device
-    g_sizes = torch.Generator().manual_seed(seed)
-    sizes = [n_atoms] * n if n_atoms else draw_sizes(gen.stats.n_atoms_hist, n, g_sizes)
-    g_chain = torch.Generator(device=device).manual_seed(seed + 1)
-    cfg = gen.config.features
-    steps_per_batch = len(gen.chain.timesteps(steps, spacing))
-    bar = tqdm(total=steps_per_batch * ((n + batch_size - 1) // batch_size), disable=not progress,
-               desc="sampling", unit="step", mininterval=1.0)
+    check_size(gen, n_atoms)
+    report = report if report is not None else {}
+    report.setdefault("redrawn", 0)
+    report.setdefault("dropped", 0)
+    evals = len(gen.chain.timesteps(steps, spacing))  # S steps + the final x̂
+    bar = tqdm(total=evals * (n - start), disable=not progress, desc="sampling", unit="mol·step",
+               mininterval=1.0, unit_scale=False)
     gen.network.eval()
-    for start in range(0, n, batch_size):
-        chunk = sizes[start:start + batch_size]
-        template, graph = empty_graph(chunk, cfg.h_dim, cfg.e_dim, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            for t, out in gen.chain.sample_iter(gen.network, template, graph, steps, deterministic, g_chain,
-                                                spacing):
-                bar.update(1 if t >= 0 else 0)
-        yield to_molecules(gen, out, graph)
+    opts = dict(steps=steps, spacing=spacing, deterministic=deterministic, bf16=bf16, hooks=hooks)
+    for first in range(start, n, batch_size):
+        ks = list(range(first, min(n, first + batch_size)))
+        seeds = [molecule_seed(seed, k) for k in ks]
+        sizes = [n_atoms or draw_size(gen.stats.n_atoms_hist, s) for s in seeds]
+        batch_cond = None if cond is None else cond[ks[0]:ks[-1] + 1].to(gen.device)
+        out, graph = _chain_batch(gen, sizes, seeds, cond=batch_cond, on_eval=lambda: bar.update(len(ks)), **opts)
+        ok = finite_molecules(out, graph).tolist()
+        mols = to_molecules(gen, _zero_nonfinite(out), graph)
+        for attempt in range(1, MAX_ATTEMPTS):
+            bad = [i for i, good in enumerate(ok) if not good]
+            if not bad:
+                break
+            report["redrawn"] += len(bad)
+            retry_seeds = [molecule_seed(seed, ks[i], attempt) for i in bad]
+            retry_cond = None if batch_cond is None else batch_cond[bad]
+            out, graph = _chain_batch(gen, [sizes[i] for i in bad], retry_seeds, cond=retry_cond, on_eval=None,
+                                      **opts)
+            for i, m, good in zip(bad, to_molecules(gen, _zero_nonfinite(out), graph),
+                                  finite_molecules(out, graph).tolist()):
+                mols[i], ok[i] = m, good
+        report["dropped"] += ok.count(False)
+        yield [m for m, good in zip(mols, ok) if good]
     bar.close()
 
 

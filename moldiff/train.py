@@ -1,100 +1,38 @@
-"""Training: Adam, warm-up, gradient clipping, EMA with warm-up, atomic resumable checkpoints, metrics log,
-and DistributedDataParallel under ``torchrun`` (gloo on CPU, NCCL on GPU).
+"""A training run: data, network, EMA, optimiser and chain assembled around :class:`moldiff.training.loop.Loop`,
+with atomic resumable checkpoints, a metrics log, and DistributedDataParallel under ``torchrun`` (gloo on CPU,
+NCCL on GPU; set up by :mod:`moldiff.runtime`).
 
 Every random draw of step k (noise, t, rotations) comes from a generator seeded by (seed, rank, k) and the
 data order of epoch n from one seeded by (seed, n), so a run resumed from a checkpoint continues exactly as
-the uninterrupted run would have.
+the uninterrupted run would have. Overrides on resume replace fields of the saved config
+(``dataclasses.replace``); the optimisation itself is what the config says.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
-import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch_geometric.data import Batch
 
 from moldiff.checkpoint import inference_blob, load_checkpoint, save_checkpoint
-from moldiff.config import RunConfig
-from moldiff.data.qm9 import QM9, DatasetStats, load_processed, without_hydrogens
-from moldiff.diffusion.state import State
+from moldiff.config import RunConfig, config_from_checkpoint
+from moldiff.data.qm9 import QM9, load_processed
+from moldiff.data.store import DatasetStats, vocabulary_of, without_hydrogens
 from moldiff.io_utils import atomic_write_text
 from moldiff.model import Generator, build_network
 from moldiff.representation import encode
-from moldiff.runtime import tune_allocator
+from moldiff.runtime import distributed_setup
+from moldiff.state import State
+from moldiff.training.callbacks import Checkpoints, Evaluate, Snapshots, append_metrics  # noqa: F401
+from moldiff.training.loop import Loop
+from moldiff.training.parts import EMA, RunState, lr_at, random_rotations, step_generator  # noqa: F401
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
-
-
-def pick_device(name: str | None = None) -> torch.device:
-    """``name`` if given, else CUDA where present, else the CPU."""
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
-    """The generator of one training step: a pure function of (seed, rank, step)."""
-    g = torch.Generator(device=device)
-    g.manual_seed((seed * 1_000_003 + rank * 7_919 + step * 104_729) % (2**63 - 1))
-    return g
-
-
-def random_rotations(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """n uniformly random proper rotations (QR of Gaussian matrices, signs fixed, det = +1)."""
-    a = torch.randn(n, 3, 3, generator=generator, device=device)
-    q, r = torch.linalg.qr(a)
-    q = q * torch.sign(torch.diagonal(r, dim1=1, dim2=2)).unsqueeze(1)
-    det = torch.linalg.det(q)
-    q[:, :, 0] = q[:, :, 0] * det.unsqueeze(1)
-    return q
-
-
-class EMA:
-    """Exponential moving average of the weights; with warm-up the decay is min(d, (1+n)/(10+n))."""
-
-    def __init__(self, model: torch.nn.Module, decay: float, warmup: bool):
-        self.decay, self.warmup, self.updates = decay, warmup, 0
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
-        for e, p in zip(self.model.parameters(), model.parameters()):
-            e.lerp_(p.detach(), 1.0 - d)
-
-
-def lr_at(step: int, cfg) -> float:
-    """Linear warm-up to the base learning rate, constant afterwards."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    return cfg.lr
-
-
-def append_metrics(path: Path, row: dict) -> None:
-    """Append one JSON row to the metrics log, rewriting it atomically."""
-    old = path.read_text() if path.exists() else ""
-    atomic_write_text(path, old + json.dumps(row) + "\n")
-
-
-@dataclass
-class RunState:
-    step: int = 0
-    epoch: int = 0
-    step_in_epoch: int = 0
-    hours: float = 0.0  # wall-clock hours of training and evaluation, all devices
-    gpu_hours: float = 0.0  # the part of ``hours`` spent on a GPU
-    cpu_hours: float = 0.0  # CPU time of the training process over the same spans, all its threads (core-hours)
 
 
 def _ignore_stop_signals(_worker_id: int) -> None:
@@ -106,43 +44,37 @@ def _ignore_stop_signals(_worker_id: int) -> None:
 
 
 class Trainer:
-    """One training run in ``run_dir``; ``resume`` continues from its checkpoint."""
+    """One training run in ``run_dir``; ``resume`` continues from its checkpoint. ``kernel`` picks the EGNN
+    layer implementation (see :class:`moldiff.nn.egnn.EGNN`)."""
 
-    def __init__(self, cfg: RunConfig, run_dir: str | Path, data_root: str | Path | None = None,
+    def __init__(self, cfg: RunConfig | None, run_dir: str | Path, data_root: str | Path | None = None,
                  limit: int | None = None, device: str | None = None, resume: bool = False,
-                 progress: bool = True, workers: int = 0, snapshot_every: float | None = None):
-        tune_allocator()
-        self.workers = workers
+                 progress: bool = True, workers: int = 0, snapshot_every: float | None = None,
+                 kernel: str = "fast"):
         if snapshot_every is not None and snapshot_every <= 0:
             raise ValueError(f"--snapshot-every must be positive, got {snapshot_every}")
-        self.snapshot_every = snapshot_every
+        self.workers, self.snapshot_every = workers, snapshot_every
         self.run_dir = Path(run_dir)
-        self.rank = int(os.environ.get("RANK", 0))
-        self.world = int(os.environ.get("WORLD_SIZE", 1))
-        self.device = pick_device(device)
-        if self.world > 1 and self.device.type == "cuda":
-            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.device, self.rank, self.world = distributed_setup(device)
         ckpt_path = self.run_dir / CHECKPOINT
         blob = None
         if resume:
-            blob = load_checkpoint(ckpt_path)
-            cfg = RunConfig.from_dict(blob["config"])
+            blob = load_checkpoint(ckpt_path, kind="training")
+            cfg = config_from_checkpoint(blob["config"])
         elif ckpt_path.exists():
             raise ValueError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --run-dir")
-        self.cfg = cfg
         tc = cfg.train
         if tc.num_threads:
             torch.set_num_threads(tc.num_threads)
         data = load_processed(data_root, limit, progress=progress and self.rank == 0)
         if cfg.features.implicit_h:
             data = without_hydrogens(data)
+        self.cfg = dataclasses.replace(cfg, features=cfg.features.with_vocabulary(vocabulary_of(data, split=None)))
         self.train_set = QM9("train", blob=data)
         self.val_set = QM9("valid", blob=data)
         self.stats = DatasetStats.from_blob(data) if blob is None else DatasetStats.from_dict(blob["stats"])
         torch.manual_seed(tc.seed)
-        self.net = build_network(cfg).to(self.device)
+        self.net = build_network(self.cfg, kernel).to(self.device)
         self.ema = EMA(self.net, tc.ema_decay, tc.ema_warmup)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         self.state = RunState()
@@ -156,66 +88,72 @@ class Trainer:
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             self.model = DDP(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.generator = Generator.from_config(cfg, self.stats, self.ema.model)
+        self.generator = Generator.from_config(self.cfg, self.stats, self.ema.model)
         self.chain = self.generator.chain
-        self.weights = dict(tc.loss_weights)
         self.progress = progress and self.rank == 0
         self.stop_requested = False
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return dict(self.cfg.train.loss_weights)
 
     def request_stop(self) -> None:
         """Finish the current step, write the checkpoint and return from :meth:`fit` (e.g. on SIGTERM)."""
         self.stop_requested = True
 
+    # ----- overrides of the saved config (also on resume) -------------------------------------------
+    def override(self, **changes) -> None:
+        """Replace fields of the run's TrainConfig (``dataclasses.replace``), after checking them."""
+        checks = {"eval_every_epochs": lambda v: v > 0, "eval_samples": lambda v: v >= 0,
+                  "batch_size": lambda v: v > 0, "lr": lambda v: v > 0, "checkpoint_minutes": lambda v: v > 0,
+                  "checkpoint_steps": lambda v: v is None or v > 0}
+        changes = {k: v for k, v in changes.items() if v is not None or k == "checkpoint_steps"}
+        for k, v in changes.items():
+            if k in checks and not checks[k](v):
+                raise ValueError(f"--{k.replace('_', '-')} must be {'≥ 0' if k == 'eval_samples' else 'positive'}, got {v}")
+        if "batch_size" in changes and changes["batch_size"] != self.cfg.train.batch_size:
+            self.state.step_in_epoch = self.state.step_in_epoch * self.cfg.train.batch_size // changes["batch_size"]
+        if changes:
+            self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, **changes))
+
     def override_evaluation(self, every_epochs: float | None = None, samples: int | None = None) -> None:
         """Change how often and how much the run evaluates; the optimisation itself is unaffected."""
-        changes = {}
-        if every_epochs is not None:
-            if every_epochs <= 0:
-                raise ValueError(f"--eval-every must be positive, got {every_epochs}")
-            changes["eval_every_epochs"] = every_epochs
-        if samples is not None:
-            if samples < 0:
-                raise ValueError(f"--eval-samples must be ≥ 0, got {samples}")
-            changes["eval_samples"] = samples
-        if changes:
-            self._set_train(**changes)
-
-    def _set_train(self, **changes) -> None:
-        """Replace fields of the run's TrainConfig (the overrides below)."""
-        self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, **changes))
+        if every_epochs is not None and every_epochs <= 0:
+            raise ValueError(f"--eval-every must be positive, got {every_epochs}")
+        self.override(eval_every_epochs=every_epochs, eval_samples=samples)
 
     def override_batch_size(self, batch_size: int | None) -> None:
         """Continue the run with another batch size (e.g. on a GPU); the position in the epoch is kept."""
-        if batch_size is None or batch_size == self.cfg.train.batch_size:
-            return
-        if batch_size <= 0:
-            raise ValueError(f"--batch-size must be positive, got {batch_size}")
-        old = self.cfg.train.batch_size
-        self.state.step_in_epoch = self.state.step_in_epoch * old // batch_size
-        self._set_train(batch_size=batch_size)
+        self.override(batch_size=batch_size)
 
     def override_lr(self, lr: float | None) -> None:
         """Continue the run with another base learning rate (e.g. a final low-rate segment)."""
-        if lr is None:
-            return
-        if not lr > 0:
+        if lr is not None and not lr > 0:
             raise ValueError(f"--lr must be positive, got {lr}")
-        self._set_train(lr=lr)
+        self.override(lr=lr)
 
     def override_bf16(self, bf16: bool | None) -> None:
         """Continue the run with or without bf16 autocast (``None``: as configured)."""
-        if bf16 is not None:
-            self._set_train(bf16=bool(bf16))
+        self.override(bf16=None if bf16 is None else bool(bf16))
 
-    # ------------------------------------------------------------------------------------------
+    def override_checkpointing(self, minutes: float | None = None, steps: int | None = None) -> None:
+        """Checkpoint every ``minutes`` of wall clock or every ``steps`` steps (the other one is turned off)."""
+        if minutes is None and steps is None:
+            return
+        if minutes is not None:
+            self.override(checkpoint_minutes=minutes, checkpoint_steps=None)
+        else:
+            if steps <= 0:
+                raise ValueError(f"--checkpoint-every must be positive, got {steps}")
+            self.override(checkpoint_minutes=math.inf, checkpoint_steps=steps)
+
+    # ----- data ------------------------------------------------------------------------------------
     def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
         """This rank's batches (dataset positions) of one epoch, in a seeded order."""
         g = torch.Generator().manual_seed(self.cfg.train.seed * 7_777 + epoch)
         perm = torch.randperm(len(self.train_set), generator=g)
-        bs = self.cfg.train.batch_size
-        per_rank = bs * self.world
-        n_batches = len(perm) // per_rank
-        return [perm[k * per_rank + self.rank:(k + 1) * per_rank:self.world] for k in range(n_batches)]
+        per_rank = self.cfg.train.batch_size * self.world
+        return [perm[k * per_rank + self.rank:(k + 1) * per_rank:self.world] for k in range(len(perm) // per_rank)]
 
     def collate(self, idx: torch.Tensor) -> Batch:
         return Batch.from_data_list([self.train_set[int(i)] for i in idx]).to(self.device)
@@ -231,6 +169,7 @@ class Trainer:
             worker_init_fn=_ignore_stop_signals)
         return (b.to(self.device, non_blocking=True) for b in loader)
 
+    # ----- one step ---------------------------------------------------------------------------------
     def train_step(self, batch: Batch) -> float:
         """One optimisation step; returns the batch's mean loss."""
         tc = self.cfg.train
@@ -271,6 +210,7 @@ class Trainer:
             count += graph.num_graphs
         return total / max(count, 1)
 
+    # ----- records ----------------------------------------------------------------------------------
     def checkpoint_blob(self) -> dict:
         """The full training state, as the checkpoint stores it."""
         return {
@@ -281,15 +221,13 @@ class Trainer:
         }
 
     def save(self) -> None:
-        if self.rank != 0:
-            return
-        save_checkpoint(self.checkpoint_blob(), self.run_dir / CHECKPOINT)
+        if self.rank == 0:
+            save_checkpoint(self.checkpoint_blob(), self.run_dir / CHECKPOINT)
 
     def save_snapshot(self) -> Path:
         """The EMA weights now, as a small sampling checkpoint in ``run_dir/snapshots/`` (e.g. to score later,
         where RDKit is, the epochs a GPU machine trained)."""
         path = self.run_dir / "snapshots" / f"step{self.state.step:07d}.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
         blob = inference_blob(self.checkpoint_blob())
         blob["epoch"] = self.epochs_done()
         save_checkpoint(blob, path)
@@ -322,6 +260,7 @@ class Trainer:
         if self.device.type == "cuda":
             self.state.gpu_hours += seconds / 3600.0
 
+    # ----- the run ----------------------------------------------------------------------------------
     def fit(self, max_steps: int | None = None, max_hours: float | None = None) -> RunState:
         """Train until the configured epochs, ``max_steps`` (total) or ``max_hours`` (this call) is reached."""
         from tqdm import tqdm
@@ -332,52 +271,41 @@ class Trainer:
             atomic_write_text(self.run_dir / "config.json", json.dumps(self.cfg.to_dict(), indent=2) + "\n")
         max_steps = max_steps if max_steps is not None else tc.max_steps
         self.steps_per_epoch = len(self.epoch_batches(0))
-        eval_every = max(1, int(round(tc.eval_every_epochs * self.steps_per_epoch)))
-        snap_every = max(1, int(round(self.snapshot_every * self.steps_per_epoch))) if self.snapshot_every else 0
         total_steps = int(math.ceil(tc.epochs * self.steps_per_epoch))
         if max_steps is not None:
             total_steps = min(total_steps, max_steps)
-        start_wall = time.monotonic()
-        last_save = time.monotonic()
-        losses: list[float] = []
         bar = tqdm(total=total_steps, initial=self.state.step, disable=not self.progress, desc="training",
                    mininterval=5.0, unit="step")
-        stop = False
-        while self.state.step < total_steps and not stop:
-            batches = self.epoch_batches(self.state.epoch)
-            stream = self.batch_stream(batches[self.state.step_in_epoch:])
-            while self.state.step_in_epoch < len(batches) and not stop:
-                t0, c0 = time.monotonic(), time.process_time()
-                losses.append(self.train_step(next(stream)))
-                self.state.step_in_epoch += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", refresh=False)
-                done = self.state.step >= total_steps
-                if self.state.step % eval_every == 0 or done:
-                    self.add_hours(time.monotonic() - t0, time.process_time() - c0)
-                    t0, c0 = time.monotonic(), time.process_time()
-                    row = self.evaluate(sum(losses) / len(losses))
-                    losses = []
-                    if self.rank == 0:
-                        append_metrics(self.run_dir / METRICS, row)
-                        bar.write(json.dumps(row))
-                if snap_every and self.state.step % snap_every == 0 and self.rank == 0:
-                    self.save_snapshot()
-                end_of_epoch = self.state.step_in_epoch >= len(batches)
-                if end_of_epoch:
-                    self.state.epoch += 1
-                    self.state.step_in_epoch = 0
-                self.add_hours(time.monotonic() - t0, time.process_time() - c0)
-                out_of_time = max_hours is not None and (time.monotonic() - start_wall) / 3600 >= max_hours
-                stop = done or out_of_time or self.stop_requested
-                due = (time.monotonic() - last_save) / 60 >= tc.checkpoint_minutes or bool(
-                    tc.checkpoint_steps and self.state.step % tc.checkpoint_steps == 0)
-                if due or stop or end_of_epoch:
-                    self.save()
-                    last_save = time.monotonic()
-                if end_of_epoch:
-                    break  # the next epoch has its own batch order
+        per_epoch = lambda epochs: max(1, int(round(epochs * self.steps_per_epoch)))  # noqa: E731
+        callbacks = [
+            _Progress(bar),
+            Evaluate(per_epoch(tc.eval_every_epochs), self.evaluate,
+                     self.run_dir / METRICS if self.rank == 0 else None, bar.write),
+            Snapshots(per_epoch(self.snapshot_every) if self.snapshot_every and self.rank == 0 else 0,
+                      self.save_snapshot),
+            Checkpoints(self.save, tc.checkpoint_minutes, tc.checkpoint_steps),
+        ]
+        loop = Loop(self.state, self.epoch_batches, self.batch_stream, self.train_step, callbacks, total_steps,
+                    max_hours, should_stop=lambda: self.stop_requested, add_time=self.add_hours)
+        loop.run()
         bar.close()
         if self.world > 1:
+            import torch.distributed as dist
             dist.barrier()
         return self.state
+
+
+class _Progress:
+    """The progress bar, with the running mean of the last 50 losses."""
+
+    def __init__(self, bar):
+        self.bar = bar
+        self.recent: list[float] = []
+
+    def on_step(self, loop) -> None:
+        self.recent = (self.recent + loop.losses[-1:])[-50:]
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{sum(self.recent) / max(len(self.recent), 1):.4f}", refresh=False)
+
+    def on_end(self, loop) -> None:
+        pass

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from moldiff.data.qm9 import complete_pairs
-from moldiff.diffusion.state import Graph
+from moldiff.state import Graph
 
 
 def _toy_graph(sizes: list[int], device: str = "cpu") -> Graph:

@@ -13,8 +13,9 @@ import torch
 
 from moldiff.diffusion.chain import DiffusionChain, dof, sample_noise
 from moldiff.diffusion.schedule import NoiseSchedule, ScheduleConfig, alpha_bar
-from moldiff.diffusion.state import Graph, State, remove_mean
+from moldiff.state import Graph, State, remove_mean
 from moldiff.representation import FeatureConfig
+from moldiff.sampling import run_chain
 
 F64 = torch.float64
 
@@ -325,7 +326,7 @@ def test_prior_kl_matches_closed_form(toy_graph):
 def test_reconstruction_of_an_exact_model(toy_graph):
     """With ε̂ = ε: the x part is the Gaussian normaliser on (N − 1)·3 dims, the one-hot block costs
     ≈ 0 nats (its bin holds almost all the mass: std σ_0/α_0/0.25 ≈ 0.013), Z is scored like x."""
-    cfg = FeatureConfig()
+    cfg = FeatureConfig(atom_types=("H", "C", "N", "O", "F"))
     chain = make_chain()
     graph = toy_graph([3, 5])
     g = torch.Generator().manual_seed(0)
@@ -395,11 +396,14 @@ def test_sampler_yields_com_free_states(toy_graph, deterministic):
     template = State(*(torch.zeros_like(f) for f in random_state(graph)))
     model = LinearModel(3, 2, project=False)  # a model that does not project: the sampler must
     steps_seen = []
-    for t, z in chain.sample_iter(model, template, graph, steps=10, deterministic=deterministic,
-                                  generator=torch.Generator().manual_seed(0)):
-        steps_seen.append(t)
-        assert com(z.x, graph).abs().max() < 1e-12, t
-        assert all(bool(torch.isfinite(f).all()) for f in z)
+
+    def check(t, s, out, graph):
+        steps_seen.append(s)
+        assert com(out.prev.x, graph).abs().max() < 1e-12, s
+        assert all(bool(torch.isfinite(f).all()) for f in out.prev)
+
+    run_chain(model, chain, template, graph, steps=10, deterministic=deterministic,
+              generator=torch.Generator().manual_seed(0), hooks=[check])
     assert steps_seen == chain.timesteps(10)[1:] + [-1]
     # the network sees t/T ∈ [0, 1] per molecule, from 1 at the start down to 0 at the final x̂
     assert torch.equal(model.calls[0][1], torch.ones(3, dtype=F64))
@@ -414,8 +418,8 @@ def test_sampler_with_an_exact_model_returns_the_target(toy_graph, deterministic
     graph = toy_graph([4, 2])
     target = random_state(graph, seed=31)
     template = State(*(torch.zeros_like(f) for f in target))
-    out = chain.sample(OracleModel(chain, target), template, graph, steps=steps, deterministic=deterministic,
-                       generator=torch.Generator().manual_seed(5), spacing=spacing)
+    out = run_chain(OracleModel(chain, target), chain, template, graph, steps=steps, deterministic=deterministic,
+                    generator=torch.Generator().manual_seed(5), spacing=spacing)
     for a, b in zip(out, target):
         assert torch.allclose(a, b, rtol=0, atol=1e-9)
 
@@ -425,7 +429,7 @@ def test_sampler_is_reproducible(toy_graph):
     graph = toy_graph([5, 3])
     template = State(*(torch.zeros_like(f) for f in random_state(graph)))
     model = LinearModel(3, 2)
-    runs = [chain.sample(model, template, graph, steps=10, generator=torch.Generator().manual_seed(9))
+    runs = [run_chain(model, chain, template, graph, steps=10, generator=torch.Generator().manual_seed(9))
             for _ in range(2)]
     assert all(torch.equal(a, b) for a, b in zip(*runs))
 

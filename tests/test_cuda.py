@@ -11,7 +11,7 @@ import torch
 from moldiff.config import load_config
 from moldiff.diffusion.chain import DiffusionChain
 from moldiff.diffusion.schedule import NoiseSchedule
-from moldiff.diffusion.state import Graph, State
+from moldiff.state import Graph, State
 from moldiff.model import build_network
 from moldiff.sampling import empty_graph
 
@@ -59,6 +59,8 @@ def test_training_step_and_sampling_on_cuda(toy_graph):
     opt.step()
     assert torch.isfinite(loss).all()
     assert all(torch.isfinite(p).all() for p in net.parameters())
-    steps = list(chain.sample_iter(net.eval(), template, graph, steps=5, generator=g))
-    final = steps[-1][1]
-    assert steps[-1][0] == -1 and final.x.is_cuda and torch.isfinite(final.x).all()
+    from moldiff.sampling import run_chain
+    seen = []
+    final = run_chain(net.eval(), chain, template, graph, steps=5, generator=g,
+                      hooks=[lambda t, s, out, graph: seen.append(s)])
+    assert seen[-1] == -1 and final.x.is_cuda and torch.isfinite(final.x).all()

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from moldiff.data.qm9 import complete_pairs, pair_position
-from moldiff.diffusion.state import Graph, State
+from moldiff.state import Graph, State
 from moldiff.nn import egnn as egnn_module
 from moldiff.nn.egnn import EGNN, EGNNConfig
 
@@ -23,22 +23,20 @@ TOL = dict(rtol=1e-9, atol=1e-9)
 KERNELS = [k for k in getattr(egnn_module, "KERNELS", ("default",)) if k != "compiled"]
 
 
+_IN_USE = ["fast"]
+
+
 @pytest.fixture(autouse=True, params=KERNELS)
 def kernel(request):
-    """Run each test under each layer implementation, restoring the process-wide choice afterwards."""
-    if not hasattr(egnn_module, "set_kernel"):
-        yield request.param
-        return
-    old = egnn_module.set_kernel(request.param)
-    try:
-        yield request.param
-    finally:
-        egnn_module.set_kernel(old)
+    """Run each test under each layer implementation (a constructor option of the network)."""
+    _IN_USE[0] = request.param
+    yield request.param
 
 
-def make_net(e_dim: int, seed: int = 0) -> EGNN:
+def make_net(e_dim: int, seed: int = 0, cond_dim: int = 0) -> EGNN:
     torch.manual_seed(seed)
-    net = EGNN(EGNNConfig(hidden=16, layers=3, edge_hidden=8, attention=True, tanh=True), H_DIM, e_dim).double()
+    net = EGNN(EGNNConfig(hidden=16, layers=3, edge_hidden=8, attention=True, tanh=True), H_DIM, e_dim,
+               cond_dim=cond_dim, kernel=_IN_USE[0]).double()
     # the last coordinate layer starts at gain 1e-3 (near-identity x updates): give it a normal scale so
     # that the coordinate path really moves the atoms and the equivariance checks are not vacuous
     for layer in net.layers:
@@ -194,3 +192,42 @@ def test_batch_of_single_atoms_has_no_pairs(e_dim):
     assert out.h.shape == (3, 5) and torch.isfinite(out.h).all()
     assert torch.equal(out.x, torch.zeros(3, 3))
     assert out.e is None if not e_dim else out.e.shape == (0, e_dim)
+
+
+# ----- the conditioning channel ----------------------------------------------------------------------
+@pytest.mark.parametrize("e_dim", [0, 4])
+def test_no_condition_equals_the_unconditioned_network(toy_graph, e_dim):
+    """cond=None leaves the condition's embedding out: the same weights without the channel give the same ε̂;
+    a real condition changes ε̂."""
+    graph = toy_graph([4, 3])
+    cond_net, plain = make_net(e_dim, cond_dim=2), make_net(e_dim)
+    weights = {k: v for k, v in cond_net.state_dict().items() if not k.startswith("embed_cond")}
+    plain.load_state_dict(weights)
+    z, t = inputs(graph, e_dim)
+    for a, b in zip(cond_net(z, t, graph), plain(z, t, graph)):
+        if a is not None:
+            assert torch.equal(a, b)
+    cond = torch.randn(2, 2, dtype=F64, generator=torch.Generator().manual_seed(3))
+    moved = cond_net(z, t, graph, cond)
+    assert not torch.allclose(moved.h, plain(z, t, graph).h)
+    with pytest.raises(ValueError, match="shape"):
+        cond_net(z, t, graph, cond[:1])
+    with pytest.raises(ValueError, match="no condition"):
+        plain(z, t, graph, cond)
+
+
+def test_conditioned_network_stays_equivariant(toy_graph):
+    graph = toy_graph([5, 2])
+    net = make_net(4, cond_dim=3)
+    z, t = inputs(graph, 4)
+    cond = torch.randn(2, 3, dtype=F64, generator=torch.Generator().manual_seed(4))
+    q = orthogonal(-1.0, 7)
+    out = net(z, t, graph, cond)
+    rot = net(State(z.x @ q.T, z.h, z.e), t, graph, cond)
+    assert torch.allclose(rot.x, out.x @ q.T, **TOL)
+    assert torch.allclose(rot.h, out.h, **TOL) and torch.allclose(rot.e, out.e, **TOL)
+
+
+def test_unknown_kernel_is_refused():
+    with pytest.raises(ValueError, match="kernel"):
+        EGNN(EGNNConfig(hidden=8, layers=1), H_DIM, kernel="nope")

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from moldiff.diffusion.state import State
+from moldiff.state import State
 from moldiff.nn import egnn
 from moldiff.nn.egnn import EGNN, EGNNConfig
 
@@ -34,12 +34,12 @@ def _net(e_dim: int, seed: int = 0, coord_std: float = 0.3, **cfg) -> EGNN:
 
 
 def _run(net, z, t, graph, kernel: str, bf16: bool = False) -> State:
-    old = egnn.set_kernel(kernel)
+    old = net.set_kernel(kernel)
     try:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             return net(z, t, graph)
     finally:
-        egnn.set_kernel(old)
+        net.set_kernel(old)
 
 
 @pytest.mark.parametrize("e_dim", [0, 4])
@@ -144,4 +144,4 @@ def test_compiled_matches_reference(toy_graph):
 
 def test_unknown_kernel_rejected():
     with pytest.raises(ValueError):
-        egnn.set_kernel("nope")
+        _net(0).set_kernel("nope")

@@ -3,7 +3,7 @@
 Continuous-time EDM notation on an integer grid t = 0..T: z_t = α_t x + σ_t ε with α_t² + σ_t² = 1.
 From t down to any s < t: α_{t|s} = α_t/α_s, σ²_{t|s} = σ_t² − α_{t|s}² σ_s², and the posterior
 q(z_s | z_t, x) = N(α_{t|s} σ_s²/σ_t² z_t + α_s σ²_{t|s}/σ_t² x, σ²_{t|s} σ_s²/σ_t² I). With s = t − 1 this is
-the DDPM posterior of DESIGN.md §1. Coordinates live on the zero centre-of-mass subspace: their noise is
+the DDPM posterior (docs/chain.md). Coordinates live on the zero centre-of-mass subspace: their noise is
 projected and their Gaussian terms count (N − 1)·3 degrees of freedom.
 
 The network is any callable ``model(state_t, t, graph) -> State`` of ε predictions, with t in [0, 1]
@@ -12,21 +12,23 @@ per molecule; the chain never looks inside it.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from typing import Callable, NamedTuple
 
 import torch
 
 from moldiff.diffusion.schedule import NoiseSchedule
-from moldiff.diffusion.state import Graph, State, per_graph_sum, remove_mean
+from moldiff.state import Graph, State, affine, per_graph, per_graph_sum, remove_mean
 
 SPACINGS = ("uniform", "quadratic")  # how an S-step sampler spreads its steps over [0, T]
 
 EpsModel = Callable[[State, torch.Tensor, Graph], State]
 
 
-def _rows(kind: str, graph: Graph) -> torch.Tensor:
-    """The molecule of each row of a field: atoms for x and h, pairs for e."""
-    return graph.pair_batch if kind == "e" else graph.batch
+class StepOutput(NamedTuple):
+    """One reverse step t → s: the new state z_s and the clean-data estimate x̂ it was computed from."""
+
+    prev: State
+    x0_hat: State
 
 
 def sample_noise(template: State, graph: Graph, generator: torch.Generator | None = None) -> State:
@@ -67,21 +69,14 @@ class DiffusionChain:
         u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
         return (u.pow(power) * (self.T + 1)).long().clamp_(0, self.T)
 
-    def _expand(self, per_graph: torch.Tensor, kind: str, graph: Graph) -> torch.Tensor:
-        return per_graph[_rows(kind, graph)].unsqueeze(-1)
-
     def q_sample(self, x0: State, t: torch.Tensor, eps: State, graph: Graph) -> State:
         """z_t = α_t x + σ_t ε for integer t per molecule (the forward marginal in one shot)."""
-        a, s = self.schedule.alpha(t, x0.x.dtype), self.schedule.sigma(t, x0.x.dtype)
-        return State(*(None if f is None else self._expand(a, k, graph) * f + self._expand(s, k, graph) * n
-                       for f, n, k in zip(x0, eps, "xhe")))
+        return affine(graph, self.schedule.alpha(t, x0.x.dtype), x0, self.schedule.sigma(t, x0.x.dtype), eps)
 
     def q_step(self, z_prev: State, t: torch.Tensor, graph: Graph, generator=None) -> State:
         """One forward step z_{t−1} → z_t: N(α_{t|t−1} z_{t−1}, σ²_{t|t−1} I)."""
         a_ts, s_ts = self.transition(t, t - 1, z_prev.x.dtype)
-        noise = sample_noise(z_prev, graph, generator)
-        return State(*(None if f is None else self._expand(a_ts, k, graph) * f + self._expand(s_ts, k, graph) * n
-                       for f, n, k in zip(z_prev, noise, "xhe")))
+        return affine(graph, a_ts, z_prev, s_ts, sample_noise(z_prev, graph, generator))
 
     def transition(self, t: torch.Tensor, s: torch.Tensor, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         """α_{t|s} and σ_{t|s} of q(z_t | z_s) for s < t, computed in float64."""
@@ -102,21 +97,18 @@ class DiffusionChain:
         c_z = (a2_ts.sqrt() * s2s / s2t).to(z_t.x.dtype)
         c_x = (a2s.sqrt() * s2_ts / s2t).to(z_t.x.dtype)
         std = (s2_ts * s2s / s2t).clamp_min(0).sqrt().to(z_t.x.dtype)
-        mean = State(*(None if z is None else self._expand(c_z, k, graph) * z + self._expand(c_x, k, graph) * x
-                       for z, x, k in zip(z_t, x0, "xhe")))
-        return mean, std
+        return affine(graph, c_z, z_t, c_x, x0), std
 
     def predict_x0(self, z_t: State, eps: State, t: torch.Tensor, graph: Graph) -> State:
         """x̂ = (z_t − σ_t ε̂)/α_t."""
         a, s = self.schedule.alpha(t, z_t.x.dtype), self.schedule.sigma(t, z_t.x.dtype)
-        return State(*(None if z is None else (z - self._expand(s, k, graph) * n) / self._expand(a, k, graph)
-                       for z, n, k in zip(z_t, eps, "xhe")))
+        return z_t.combine(lambda k, z, n: (z - per_graph(s, k, graph) * n) / per_graph(a, k, graph), eps)
 
     # ----- training objective --------------------------------------------------------------------
     def squared_error(self, eps: State, eps_hat: State, graph: Graph) -> dict[str, torch.Tensor]:
         """Per molecule and field: Σ (ε − ε̂)² over the field's entries."""
-        return {k: per_graph_sum((a - b) ** 2, _rows(k, graph), graph.num_graphs)
-                for a, b, k in zip(eps, eps_hat, "xhe") if a is not None}
+        return {k: per_graph_sum((a - getattr(eps_hat, k)) ** 2, graph.rows(k), graph.num_graphs)
+                for k, a in eps.fields().items()}
 
     def loss(self, model: EpsModel, x0: State, graph: Graph, weights: dict[str, float] | None = None,
              generator: torch.Generator | None = None, t: torch.Tensor | None = None
@@ -158,8 +150,7 @@ class DiffusionChain:
         a2 = self.schedule.alpha2.to(x0.x.device)[T]
         s2 = 1.0 - a2
         d = sum(dof(x0, graph).values()).double()
-        mean_sq = sum(per_graph_sum(f.double() ** 2, _rows(k, graph), graph.num_graphs)
-                      for f, k in zip(x0, "xhe") if f is not None)
+        mean_sq = sum(per_graph_sum(f.double() ** 2, graph.rows(k), graph.num_graphs) for k, f in x0.fields().items())
         return (0.5 * (d * s2 + a2 * mean_sq - d - d * torch.log(s2))).to(x0.x.dtype)
 
     def reconstruction(self, model: EpsModel, x0: State, graph: Graph, categorical: list[tuple[str, slice, float]],
@@ -186,7 +177,7 @@ class DiffusionChain:
             log_mass = torch.log(torch.special.ndtr((centred + 0.5) / std) - torch.special.ndtr((centred - 0.5) / std)
                                  + 1e-10)
             log_prob = log_mass - torch.logsumexp(log_mass, dim=1, keepdim=True)
-            nll = nll - per_graph_sum(log_prob * target, _rows(field, graph), graph.num_graphs)
+            nll = nll - per_graph_sum(log_prob * target, graph.rows(field), graph.num_graphs)
             covered[field].extend(range(*cols.indices(getattr(x0, field).shape[1])))
         for field in ("h", "e"):
             f = getattr(x0, field)
@@ -195,12 +186,12 @@ class DiffusionChain:
             rest = [c for c in range(f.shape[1]) if c not in covered[field]]
             if rest:
                 err = ((getattr(eps, field)[:, rest] - getattr(eps_hat, field)[:, rest]) ** 2).double()
-                n_rows = torch.bincount(_rows(field, graph), minlength=graph.num_graphs).double() * len(rest)
-                nll = nll + 0.5 * per_graph_sum(err, _rows(field, graph), graph.num_graphs) + n_rows * (
+                n_rows = torch.bincount(graph.rows(field), minlength=graph.num_graphs).double() * len(rest)
+                nll = nll + 0.5 * per_graph_sum(err, graph.rows(field), graph.num_graphs) + n_rows * (
                     0.5 * math.log(2 * math.pi) + torch.log(s0 / a0))
         return nll.to(x0.x.dtype)
 
-    # ----- sampling ------------------------------------------------------------------------------
+    # ----- reverse steps (the scheduler; the loop is moldiff.sampling's) ----------------------------
     def timesteps(self, steps: int | None = None, spacing: str = "uniform") -> list[int]:
         """Descending timesteps T = τ_S > … > τ_1 > 0 for an S-step sampler (S = T: every step).
 
@@ -217,43 +208,26 @@ class DiffusionChain:
             grid = (self.T * torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64) ** 2).round().long().tolist()
         return sorted(set(grid), reverse=True)
 
-    def sample_iter(self, model: EpsModel, template: State, graph: Graph, steps: int | None = None,
-                    deterministic: bool = False, generator: torch.Generator | None = None,
-                    spacing: str = "uniform") -> Iterator[tuple[int, State]]:
-        """Run the reverse chain from z_T ~ N(0, I); yields (t, z_t) after each step and finally (−1, x̂).
+    def step(self, z_t: State, eps_hat: State, t: torch.Tensor, s: torch.Tensor, graph: Graph,
+             generator: torch.Generator | None = None, deterministic: bool = False,
+             noise: State | None = None) -> StepOutput:
+        """One reverse step from integer times ``t`` to ``s`` < t (per molecule) given the network's ε̂.
 
-        Ancestral: z_s ~ q(z_s | z_t, x̂) with the posterior of the jump t → s (exact DDPM when S = T).
-        Deterministic (DDIM, η = 0): z_s = α_s x̂ + σ_s ε̂.
+        Ancestral: z_s ~ q(z_s | z_t, x̂), the posterior of the jump t → s (exact DDPM when s = t − 1).
+        Deterministic (DDIM, η = 0): z_s = α_s x̂ + σ_s ε̂. The coordinates of z_s are projected to zero CoM.
+        ``noise`` (standard normal, shaped like z_t) replaces the draw from ``generator`` for the ancestral step.
         """
-        z = sample_noise(template, graph, generator)
-        grid = self.timesteps(steps, spacing)
-        G = graph.num_graphs
-        dev = template.x.device
-        for t_int, s_int in zip(grid[:-1], grid[1:]):
-            t = torch.full((G,), t_int, dtype=torch.long, device=dev)
-            s = torch.full((G,), s_int, dtype=torch.long, device=dev)
-            eps_hat = model(z, t.to(z.x.dtype) / self.T, graph)
-            x_hat = self.predict_x0(z, eps_hat, t, graph)
-            if deterministic:
-                a_s, s_s = self.schedule.alpha(s, z.x.dtype), self.schedule.sigma(s, z.x.dtype)
-                z = State(*(None if xh is None else self._expand(a_s, k, graph) * xh + self._expand(s_s, k, graph) * n
-                            for xh, n, k in zip(x_hat, eps_hat, "xhe")))
-            else:
-                mean, std = self.posterior(z, x_hat, t, s, graph)
-                noise = sample_noise(z, graph, generator)
-                z = State(*(None if m is None else m + self._expand(std, k, graph) * n
-                            for m, n, k in zip(mean, noise, "xhe")))
-            z = State(remove_mean(z.x, graph.batch, G), z.h, z.e)
-            yield s_int, z
-        t0 = torch.zeros(G, dtype=torch.long, device=dev)
-        eps_hat = model(z, t0.to(z.x.dtype), graph)
-        x_hat = self.predict_x0(z, eps_hat, t0, graph)
-        yield -1, State(remove_mean(x_hat.x, graph.batch, G), x_hat.h, x_hat.e)
+        x_hat = self.predict_x0(z_t, eps_hat, t, graph)
+        if deterministic:
+            z = affine(graph, self.schedule.alpha(s, z_t.x.dtype), x_hat, self.schedule.sigma(s, z_t.x.dtype), eps_hat)
+        else:
+            mean, std = self.posterior(z_t, x_hat, t, s, graph)
+            noise = noise if noise is not None else sample_noise(z_t, graph, generator)
+            z = mean.combine(lambda k, m, n: m + per_graph(std, k, graph) * n, noise)
+        return StepOutput(State(remove_mean(z.x, graph.batch, graph.num_graphs), z.h, z.e), x_hat)
 
-    def sample(self, model: EpsModel, template: State, graph: Graph, steps: int | None = None,
-               deterministic: bool = False, generator: torch.Generator | None = None,
-               spacing: str = "uniform") -> State:
-        """The final x̂ of :meth:`sample_iter`."""
-        for _, out in self.sample_iter(model, template, graph, steps, deterministic, generator, spacing):
-            pass
-        return out
+    def final(self, z_0: State, eps_hat: State, graph: Graph) -> State:
+        """x̂ at t = 0 from the last state and the network's ε̂ there (coordinates at zero CoM)."""
+        t0 = torch.zeros(graph.num_graphs, dtype=torch.long, device=z_0.x.device)
+        x_hat = self.predict_x0(z_0, eps_hat, t0, graph)
+        return State(remove_mean(x_hat.x, graph.batch, graph.num_graphs), x_hat.h, x_hat.e)

@@ -7,7 +7,6 @@ linear in [h_i, h_j, d², d₀², e_ij], so its atom parts are computed once per
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -15,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch_geometric.utils import scatter
 
-from moldiff.diffusion.state import Graph, State, remove_mean
+from moldiff.state import Graph, State, remove_mean
 
 
 @dataclass(frozen=True)
@@ -31,28 +30,8 @@ class EGNNConfig:
     norm_factor: float = 1.0  # sum aggregation divided by this constant
 
 
-# Which implementation the layers run: "fast" (index_select / index_add_, geometry pinned to fp32 under
-# autocast; identical to the reference in fp32), "compiled" (the same function through torch.compile, which
-# fuses the gathers and element-wise ops) or "reference" (the original formulation). A process-wide setting,
-# not part of the config: it never changes the fp32 math, parameters or checkpoints. The environment variable
-# MOLDIFF_EGNN_KERNEL sets the initial choice (e.g. MOLDIFF_EGNN_KERNEL=compiled moldiff train ...).
 KERNELS = ("reference", "fast", "compiled")
-_KERNEL = {"name": os.environ.get("MOLDIFF_EGNN_KERNEL", "fast")}
-if _KERNEL["name"] not in KERNELS:
-    raise ValueError(f"MOLDIFF_EGNN_KERNEL={_KERNEL['name']!r}: choose from {', '.join(KERNELS)}")
 _COMPILED: dict = {}
-
-
-def set_kernel(name: str) -> str:
-    """Select the layer implementation ("reference", "fast" or "compiled"); returns the previous one."""
-    if name not in KERNELS:
-        raise ValueError(f"unknown EGNN kernel {name!r}; choose from {', '.join(KERNELS)}")
-    old, _KERNEL["name"] = _KERNEL["name"], name
-    return old
-
-
-def get_kernel() -> str:
-    return _KERNEL["name"]
 
 
 def _compiled_layer():
@@ -108,10 +87,11 @@ def _layer_math(layer: "EGNNLayer", h: torch.Tensor, x: torch.Tensor, e: torch.T
 class EGNNLayer(nn.Module):
     """One equivariant message-passing layer updating h, x and (optionally) the pair state e."""
 
-    def __init__(self, cfg: EGNNConfig, with_pairs: bool):
+    def __init__(self, cfg: EGNNConfig, with_pairs: bool, kernel: str = "fast"):
         super().__init__()
         H, He = cfg.hidden, cfg.edge_hidden
         self.cfg = cfg
+        self.kernel = kernel
         self.lin_recv = nn.Linear(H, H)
         self.lin_send = nn.Linear(H, H, bias=False)
         self.lin_dist = nn.Linear(2, H, bias=False)
@@ -132,7 +112,7 @@ class EGNNLayer(nn.Module):
         if edges is None:
             i, j = pair_index
             edges = (torch.cat([i, j]), torch.cat([j, i]))
-        if _KERNEL["name"] == "compiled":
+        if self.kernel == "compiled":
             return _compiled_layer()(self, h, x, e, pair_index, d0, edges[0], edges[1])
         return _layer_math(self, h, x, e, pair_index, d0, edges[0], edges[1])
 
@@ -167,22 +147,52 @@ class EGNNLayer(nn.Module):
 
 
 class EGNN(nn.Module):
-    """ε-predictor: (State z_t, t ∈ [0, 1] per molecule, Graph) → State of ε predictions."""
+    """ε-predictor: (State z_t, t ∈ [0, 1] per molecule, Graph, optional condition) → State of ε predictions.
 
-    def __init__(self, cfg: EGNNConfig, h_dim: int, e_dim: int = 0):
+    ``kernel`` picks the layer implementation: "fast" (index_select / index_add_, geometry pinned to fp32 under
+    autocast; identical to the reference in fp32), "compiled" (the same function through torch.compile) or
+    "reference" (the plain formulation the others are tested against). It never changes the fp32 math, the
+    parameters or checkpoints. ``cond_dim`` > 0 adds a per-molecule condition, embedded beside t.
+    """
+
+    def __init__(self, cfg: EGNNConfig, h_dim: int, e_dim: int = 0, cond_dim: int = 0, kernel: str = "fast"):
         super().__init__()
-        self.cfg, self.h_dim, self.e_dim = cfg, h_dim, e_dim
+        self.cfg, self.h_dim, self.e_dim, self.cond_dim = cfg, h_dim, e_dim, cond_dim
         H = cfg.hidden
         self.embed_h = nn.Linear(h_dim + 1, H)
+        self.embed_cond = nn.Linear(cond_dim, H, bias=False) if cond_dim else None
         self.embed_e = nn.Linear(e_dim + 1, cfg.edge_hidden) if e_dim else None
         self.layers = nn.ModuleList(EGNNLayer(cfg, bool(e_dim)) for _ in range(cfg.layers))
         self.out_h = nn.Sequential(nn.Linear(H, H), nn.SiLU(), nn.Linear(H, h_dim))
         self.out_e = nn.Sequential(nn.Linear(cfg.edge_hidden, cfg.edge_hidden), nn.SiLU(),
                                    nn.Linear(cfg.edge_hidden, e_dim)) if e_dim else None
+        self.set_kernel(kernel)
 
-    def forward(self, z: State, t: torch.Tensor, graph: Graph) -> State:
+    def set_kernel(self, name: str) -> str:
+        """Switch the layer implementation ("reference", "fast" or "compiled"); returns the previous one."""
+        if name not in KERNELS:
+            raise ValueError(f"unknown EGNN kernel {name!r}; choose from {', '.join(KERNELS)}")
+        old = getattr(self, "kernel", name)
+        self.kernel = name
+        for layer in self.layers:
+            layer.kernel = name
+        return old
+
+    def forward(self, z: State, t: torch.Tensor, graph: Graph, cond: torch.Tensor | None = None) -> State:
+        """ε̂ for the state ``z`` at times ``t``.
+
+        Shapes: z.x (N, 3), z.h (N, h_dim), z.e (P, e_dim) or None; t (G,) in [0, 1]; graph.batch (N,),
+        graph.pair_index (2, P); cond (G, cond_dim) or None (unconditioned: the condition's embedding is left
+        out). Returns a State of the same shapes; its x is equivariant and CoM-free, h and e invariant.
+        """
         t_atom = t[graph.batch].unsqueeze(1).to(z.h.dtype)
         h = self.embed_h(torch.cat([z.h, t_atom], dim=1))
+        if cond is not None:
+            if self.embed_cond is None:
+                raise ValueError("this network takes no condition (cond_dim = 0)")
+            if cond.shape != (graph.num_graphs, self.cond_dim):
+                raise ValueError(f"cond must have shape ({graph.num_graphs}, {self.cond_dim}), got {tuple(cond.shape)}")
+            h = h + self.embed_cond(cond.to(h.dtype))[graph.batch]
         i, j = graph.pair_index
         diff0 = z.x[i] - z.x[j]
         d0 = (diff0 * diff0).sum(-1, keepdim=True)
@@ -190,7 +200,7 @@ class EGNN(nn.Module):
         if self.embed_e is not None:
             e = self.embed_e(torch.cat([z.e, t[graph.pair_batch].unsqueeze(1).to(z.e.dtype)], dim=1))
         x = z.x
-        if _KERNEL["name"] == "reference":
+        if self.kernel == "reference":
             for layer in self.layers:
                 h, x, e = layer.forward_reference(h, x, e, graph.pair_index, d0)
         else:

@@ -1,10 +1,13 @@
-"""The diffusion state of a batch of molecules and the graph bookkeeping around it."""
+"""The diffusion state of a batch of molecules and its graph bookkeeping: shared by the chain, the network and
+the sampling loop, and owned by none of them."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch_geometric.utils import scatter
+
+FIELDS = ("x", "h", "e")
 
 
 class Graph(NamedTuple):
@@ -22,6 +25,10 @@ class Graph(NamedTuple):
     def n_atoms(self) -> torch.Tensor:
         return torch.bincount(self.batch, minlength=self.num_graphs)
 
+    def rows(self, kind: str) -> torch.Tensor:
+        """The molecule of each row of a field: atoms for x and h, pairs for e."""
+        return self.pair_batch if kind == "e" else self.batch
+
 
 class State(NamedTuple):
     """Coordinates ``x`` (N, 3), node features ``h`` (N, F) and pair features ``e`` (P, B) or None."""
@@ -30,9 +37,28 @@ class State(NamedTuple):
     h: torch.Tensor
     e: torch.Tensor | None = None
 
-    def map(self, fn) -> "State":
+    def map(self, fn: Callable[[torch.Tensor, str], torch.Tensor]) -> "State":
         """Apply ``fn(tensor, kind)`` to every field; kind is "x", "h" or "e"."""
         return State(fn(self.x, "x"), fn(self.h, "h"), None if self.e is None else fn(self.e, "e"))
+
+    def combine(self, fn: Callable[..., torch.Tensor], *others: "State") -> "State":
+        """Field by field ``fn(kind, self_field, *other_fields)``; a field that is None in ``self`` stays None."""
+        return State(*(None if f is None else fn(k, f, *(getattr(o, k) for o in others))
+                       for k, f in zip(FIELDS, self)))
+
+    def fields(self) -> dict[str, torch.Tensor]:
+        """The fields that are present, by kind."""
+        return {k: f for k, f in zip(FIELDS, self) if f is not None}
+
+
+def per_graph(coef: torch.Tensor, kind: str, graph: Graph) -> torch.Tensor:
+    """A per-molecule coefficient (G,) broadcast to the rows of field ``kind``: (rows, 1)."""
+    return coef[graph.rows(kind)].unsqueeze(-1)
+
+
+def affine(graph: Graph, a: torch.Tensor, u: State, b: torch.Tensor, v: State) -> State:
+    """a·u + b·v field by field, with per-molecule coefficients ``a`` and ``b`` (G,)."""
+    return u.combine(lambda k, p, q: per_graph(a, k, graph) * p + per_graph(b, k, graph) * q, v)
 
 
 def remove_mean(x: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
