@@ -9,12 +9,17 @@ from moldiff.data.qm9 import ATOM_TYPES, ATOMIC_NUMBERS, QM9, complete_pairs, lo
 from moldiff.data.qm9 import without_hydrogens
 from moldiff.diffusion.chain import DiffusionChain, sample_noise
 from moldiff.diffusion.schedule import NoiseSchedule, ScheduleConfig
-from moldiff.representation import BOND_CLASSES, CHARGES, FeatureConfig, decode, encode, graph_of
+from moldiff.data.store import MoleculeDataset, MoleculeRecord, pack_records, vocabulary_of
+from moldiff.representation import FeatureConfig, decode, encode, graph_of
+from moldiff.vocab import Vocabulary
 
-EDM = FeatureConfig()  # one-hot(H, C, N, O, F)/4 and Z/10
-BONDS = FeatureConfig(include_z=False, include_charge=True, include_bonds=True)  # the qm9-bonds preset
-NOH = FeatureConfig(atom_types=("C", "N", "O", "F"), include_z=False, include_charge=True, include_bonds=True,
-                    implicit_h=True)  # the qm9-bonds-noh preset
+CHARGES = (-1, 0, 1)  # QM9's formal charges
+BOND_CLASSES = 4  # no bond, single, double, triple
+EDM = FeatureConfig(atom_types=ATOM_TYPES)  # one-hot(H, C, N, O, F)/4 and Z/10
+BONDS = FeatureConfig(atom_types=ATOM_TYPES, charges=CHARGES, include_z=False, include_charge=True,
+                      include_bonds=True)  # the qm9-bonds preset
+NOH = FeatureConfig(atom_types=("C", "N", "O", "F"), charges=CHARGES, include_z=False, include_charge=True,
+                    include_bonds=True, implicit_h=True)  # the qm9-bonds-noh preset
 SAMPLE = [206, 1227, 1232, 1246] + list(range(0, 96_000, 1_600))
 
 
@@ -130,16 +135,51 @@ def test_implicit_h_one_hot_has_no_h_class_and_decodes_back(heavy_batch):
     assert [NOH.atom_types[c] for c in onehot.argmax(1).tolist()] == \
         [ATOM_TYPES[t] for t in heavy_batch.atom_type.tolist()]
     d = decode(x0, NOH)
-    assert torch.equal(d.atom_type, heavy_batch.atom_type) and torch.equal(d.charge, heavy_batch.charge)
+    assert d.elements(NOH) == [ATOM_TYPES[t] for t in heavy_batch.atom_type.tolist()]
+    assert torch.equal(d.charge, heavy_batch.charge)
     assert torch.equal(d.bond, heavy_batch.bond) and set(heavy_batch.charge.tolist()) == {-1, 0, 1}
 
 
 def test_implicit_h_refuses_hydrogens_and_inconsistent_options(batch):
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match="element H is not in the model's vocabulary"):
         encode(batch, NOH)  # explicit-H molecules: the one-hot has no column for H
     with pytest.raises(ValueError, match="without 'H'"):
-        FeatureConfig(include_bonds=True, implicit_h=True)
+        FeatureConfig(atom_types=ATOM_TYPES, include_bonds=True, implicit_h=True)
     with pytest.raises(ValueError, match="include_bonds"):
         FeatureConfig(atom_types=("C", "N", "O", "F"), implicit_h=True)
-    with pytest.raises(ValueError, match="not in the dataset"):
-        FeatureConfig(atom_types=("C", "S"))
+    with pytest.raises(ValueError, match="unknown element"):
+        FeatureConfig(atom_types=("C", "Xx"))
+
+
+def test_vocabulary_is_read_from_the_data(blob):
+    assert vocabulary_of(blob) == Vocabulary(ATOM_TYPES, CHARGES, (1, 2, 3))
+    assert vocabulary_of(without_hydrogens(blob)).elements == ("C", "N", "O", "F")
+    cfg = FeatureConfig(include_charge=True, include_bonds=True).with_vocabulary(vocabulary_of(blob))
+    assert cfg.atom_types == ATOM_TYPES and cfg.charges == CHARGES and cfg.h_dim == 5 + 1 + 3
+    with pytest.raises(ValueError, match="element H"):
+        NOH.with_vocabulary(vocabulary_of(blob))  # names its classes, and they lack what the data hold
+
+
+def test_a_vocabulary_with_sulfur_and_chlorine_builds_featurises_and_decodes():
+    """Thiophene-2-sulfonyl chloride-like records with S and Cl (and a charged N): the vocabulary comes from
+    the records, encode/decode round-trips every class."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    recs = [MoleculeRecord(("C", "S", "Cl", "O"), rng.normal(size=(4, 3)), np.array([0, 0, 0, 0]),
+                           np.array([[0, 1, 1], [1, 2, 1], [1, 3, 2]])),
+            MoleculeRecord(("N", "C", "Cl", "H", "S"), rng.normal(size=(5, 3)), np.array([1, 0, 0, 0, -1]),
+                           np.array([[0, 1, 3], [1, 2, 1], [0, 3, 1], [1, 4, 1]]))]
+    blob = pack_records(recs)
+    blob["splits"] = {"train": torch.arange(2)}
+    vocab = vocabulary_of(blob)
+    assert vocab.elements == ("H", "C", "N", "O", "S", "Cl") and vocab.charges == (-1, 0, 1)
+    cfg = FeatureConfig(include_charge=True, include_bonds=True).with_vocabulary(vocab)
+    data = MoleculeDataset("train", blob)
+    batch = Batch.from_data_list([data[0], data[1]])
+    assert batch.z.tolist() == [6, 16, 17, 8, 7, 6, 17, 1, 16]
+    x0, _ = encode(batch, cfg)
+    assert x0.h.shape == (9, 6 + 1 + 3) and x0.e.shape == (6 + 10, 4)
+    d = decode(x0, cfg)
+    assert d.elements(cfg) == ["C", "S", "Cl", "O", "N", "C", "Cl", "H", "S"]
+    assert d.charge.tolist() == [0, 0, 0, 0, 1, 0, 0, 0, -1] and torch.equal(d.bond, batch.bond)

@@ -10,7 +10,8 @@ from moldiff.config import load_config
 from moldiff.data.qm9 import QM9, DatasetStats, load_processed, without_hydrogens
 from moldiff.model import Generator
 from moldiff.representation import encode
-from moldiff.sampling import draw_sizes, generate, to_molecules
+from moldiff.data.store import vocabulary_of
+from moldiff.sampling import draw_size, generate, to_molecules
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,8 @@ def blob(tmp_path_factory):
 
 def bonds_generator(blob, preset: str = "qm9-bonds") -> Generator:
     cfg = load_config(preset)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, hidden=16, layers=1, edge_hidden=8))
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, hidden=16, layers=1, edge_hidden=8),
+                              features=cfg.features.with_vocabulary(vocabulary_of(blob, split=None)))
     return Generator.from_config(cfg, DatasetStats.from_blob(blob))
 
 
@@ -99,7 +101,7 @@ def test_bad_decoded_chemistry_is_flagged_not_dropped(blob):
 
 def test_sizes_follow_the_histogram():
     hist = [0, 0, 5, 0, 15]
-    sizes = draw_sizes(hist, 4000, torch.Generator().manual_seed(0))
+    sizes = [draw_size(hist, seed) for seed in range(4000)]
     assert set(sizes) == {2, 4}
     frac = sizes.count(4) / len(sizes)
     assert abs(frac - 0.75) < 5 * (0.75 * 0.25 / 4000) ** 0.5  # 5 binomial standard errors

@@ -131,7 +131,7 @@ def training_blob(blob: dict, val_molecules: int = 1000) -> dict:
     out.update({
         "atom_type": blob["atom_type"][atom_idx], "pos": blob["pos"][atom_idx], "charge": blob["charge"][atom_idx],
         "atom_ptr": torch.cat([torch.zeros(1, dtype=torch.int64), n_atoms.cumsum(0)]),
-        "bonds": blob["bonds"][bond_idx].to(torch.int8 if int(n_atoms.max(initial=0)) < 128 else torch.int16),
+        "bonds": blob["bonds"][bond_idx].to(torch.int8 if (len(n_atoms) == 0 or int(n_atoms.max()) < 128) else torch.int16),
         "bond_ptr": torch.cat([torch.zeros(1, dtype=torch.int64), n_bonds.cumsum(0)]),
         "splits": {"train": torch.arange(len(train)), "valid": torch.arange(len(train), len(keep)),
                    "test": torch.zeros(0, dtype=torch.int64)},
