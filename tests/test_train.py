@@ -228,14 +228,17 @@ def test_implicit_h_training_and_samples_with_hydrogens_added(tmp_path, data_roo
     mols = generate(trainer.generator, 4, steps=5, seed=0) + generate(trainer.generator, 12, steps=5, seed=0,
                                                                       n_atoms=2)
     assert any(m.GetIntProp("moldiff_valid") for m in mols)
+    hydrogens_added = []
     for mol in mols:
         n_h = sum(a.GetSymbol() == "H" for a in mol.GetAtoms())
         assert mol.GetConformer().Is3D() and mol.GetConformer().GetPositions().shape == (mol.GetNumAtoms(), 3)
         if mol.GetIntProp("moldiff_valid"):
-            assert n_h == sum(a.GetTotalNumHs() for a in Chem.RemoveHs(mol).GetAtoms()) and n_h > 0
+            assert n_h == sum(a.GetTotalNumHs() for a in Chem.RemoveHs(mol).GetAtoms())
             assert all(a.GetNumImplicitHs() == 0 for a in mol.GetAtoms())
+            hydrogens_added.append(n_h)
         else:
             assert n_h == 0
+    assert max(hydrogens_added) > 0  # a saturated sample (O=C=O) may need none, but not every one
 
 
 def test_snapshots_hold_the_ema_weights(tmp_path, data_root):
