@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from rdkit import Chem, RDLogger
+from rdkit import Chem, rdBase
 from rdkit.Chem import rdDetermineBonds
 from rdkit.Geometry import Point3D
 
@@ -42,8 +42,13 @@ def _atoms_with_conformer(elements: Sequence[str], pos: np.ndarray) -> Chem.RWMo
 
 
 def bond_targets(smiles: str, elements: Sequence[str], pos: np.ndarray) -> BondTargets:
-    """Map the SMILES's kekulised bonds and formal charges onto the atoms of the geometry."""
-    RDLogger.DisableLog("rdApp.*")
+    """Map the SMILES's kekulised bonds and formal charges onto the atoms of the geometry (RDKit's warnings
+    about the dataset's molecules are silenced for this call only)."""
+    with rdBase.BlockLogs():
+        return _bond_targets(smiles, elements, pos)
+
+
+def _bond_targets(smiles: str, elements: Sequence[str], pos: np.ndarray) -> BondTargets:
     empty = BondTargets(np.zeros((0, 3), dtype=np.int64), np.zeros(len(elements), dtype=np.int64), "")
     ref = Chem.MolFromSmiles(smiles)
     if ref is None:
