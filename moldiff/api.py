@@ -18,6 +18,9 @@ def load_pretrained(name: str = "qm9", device: str | torch.device | None = None)
 
 def load(path: str | Path, device: str | torch.device | None = None) -> Generator:
     """A generator from a checkpoint file written by ``moldiff train``."""
+    from moldiff.runtime import tune_allocator
+
+    tune_allocator()  # an entry point of the package: sampling's allocator setting is made here, once
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return Generator.from_checkpoint(path, device=dev)
 
