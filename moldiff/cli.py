@@ -58,6 +58,9 @@ def add_train(sub) -> None:
                    "(0: in the training process; pays on a GPU)")
     p.add_argument("--snapshot-every", type=float, metavar="EPOCHS", help="also keep the EMA weights this often "
                    "as small checkpoints in RUN_DIR/snapshots/ (to score later, e.g. after a GPU run)")
+    p.add_argument("--kernel", choices=["fast", "compiled", "reference"], default="fast",
+                   help="EGNN layer implementation: fast (default), compiled (torch.compile: pays on a GPU), "
+                        "reference (the plain formulation); the same math and checkpoints")
     p.add_argument("--data-dir", type=Path, help=f"processed-data cache (default: $MOLDIFF_DATA or data/cache)")
     p.add_argument("--limit", type=_positive, help="use only the first N QM9 molecules (smoke tests)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -84,16 +87,14 @@ def run_train(args) -> int:
 
     from moldiff.runtime import set_threads
 
-    set_threads(args.threads)
     try:
         cfg = None if args.resume else load_config(args.preset, args.config)
+        set_threads(args.threads or (cfg.train.num_threads if cfg else None))
         trainer = Trainer(cfg, args.run_dir, args.data_dir, args.limit, args.device, args.resume,
                           progress=not args.no_progress, workers=args.workers,
-                          snapshot_every=args.snapshot_every)
-        trainer.override_evaluation(args.eval_every, args.eval_samples)
-        trainer.override_batch_size(args.batch_size)
-        trainer.override_lr(args.lr)
-        trainer.override_bf16(args.bf16)
+                          snapshot_every=args.snapshot_every, kernel=args.kernel)
+        trainer.override(eval_every_epochs=args.eval_every, eval_samples=args.eval_samples,
+                         batch_size=args.batch_size, lr=args.lr, bf16=args.bf16)
         _stop_on_signals(trainer)
     except (ValueError, CheckpointError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
@@ -124,6 +125,9 @@ def add_sample(sub) -> None:
                         "CPUs with bf16 instructions; quality in benchmarks/README.md")
     p.add_argument("--valid-only", action="store_true", help="write only molecules that RDKit sanitises")
     p.add_argument("--png", type=Path, help="also draw a grid of the molecules to this PNG file")
+    p.add_argument("--trajectory", type=Path, metavar="XYZ", help="also write the reverse chain of the first "
+                   "molecule as a multi-frame XYZ file (one frame per step, the final x̂ last; viewers play it "
+                   "as a movie)")
     p.add_argument("--device", help="cpu, cuda … (default: CUDA where present)")
     p.add_argument("--threads", type=_positive, help="CPU threads (default: the cores that are idle now; the "
                    "same seed gives the same molecules at the same thread count)")
@@ -149,16 +153,23 @@ def run_sample(args) -> int:
         if args.png.suffix.lower() != ".png":
             raise UserError(f"--png {args.png}: the picture must be a .png file")
         _writable(args.png)
+    if args.trajectory:
+        if args.trajectory.suffix.lower() != ".xyz":
+            raise UserError(f"--trajectory {args.trajectory}: the trajectory must be an .xyz file")
+        _writable(args.trajectory)
     set_threads(args.threads)
     try:
         gen = load(args.checkpoint, args.device) if args.checkpoint else load_pretrained("qm9", args.device)
+        from moldiff.hooks import Trajectory
+        traj = Trajectory(len(gen.config.features.atom_types)) if args.trajectory else None
         if args.steps is not None and not 1 <= args.steps <= gen.chain.T:
             raise ValueError(f"--steps must be between 1 and {gen.chain.T}, got {args.steps}")
         mols: list = []
         partial = args.output.with_name(args.output.name + ".partial" + args.output.suffix)
         for batch in generate_batches(gen, args.num, steps=args.steps, seed=args.seed, n_atoms=args.atoms,
                                       batch_size=args.batch_size, deterministic=args.ddim,
-                                      spacing=args.spacing, bf16=args.bf16, progress=not args.no_progress):
+                                      spacing=args.spacing, bf16=args.bf16, progress=not args.no_progress,
+                                      hooks=[traj] if traj else ()):
             mols.extend(m for m in batch if not args.valid_only or m.GetIntProp("moldiff_valid"))
             write_molecules(mols, partial)  # a crash loses at most the batch in flight
         written, skipped = write_molecules(mols, args.output)
@@ -169,6 +180,13 @@ def run_sample(args) -> int:
         print(message, file=sys.stderr)
     n_valid = sum(m.GetIntProp("moldiff_valid") for m in mols)
     print(f"wrote {written} molecules to {args.output} ({n_valid} of them sanitise in RDKit)")
+    if traj is not None:
+        from moldiff.hooks import xyz_frames
+        from moldiff.io_utils import atomic_write_text
+
+        frames = traj.frames(gen.config.features.atom_types)
+        atomic_write_text(args.trajectory, xyz_frames(frames))
+        print(f"wrote the reverse chain of molecule 0 ({len(frames)} frames) to {args.trajectory}")
     if args.png:
         from moldiff.draw import draw_grid
         draw_grid(mols, args.png)
@@ -226,6 +244,9 @@ RUNNERS = {"train": run_train, "sample": run_sample, "evaluate": run_evaluate, "
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from moldiff.runtime import tune_allocator
+
+    tune_allocator()  # process-level setting, made here at the entry and never by library code
     try:
         return RUNNERS[args.command](args)
     except UserError as err:

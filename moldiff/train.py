@@ -27,20 +27,21 @@ from moldiff.model import Generator, build_network
 from moldiff.representation import encode
 from moldiff.runtime import distributed_setup
 from moldiff.state import State
+from moldiff.training.batches import EpochBatches
 from moldiff.training.callbacks import Checkpoints, Evaluate, Snapshots, append_metrics  # noqa: F401
 from moldiff.training.loop import Loop
 from moldiff.training.parts import EMA, RunState, lr_at, random_rotations, step_generator  # noqa: F401
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
-
-
-def _ignore_stop_signals(_worker_id: int) -> None:
-    """Loader workers leave Ctrl-C / SIGTERM to the trainer, which stops cleanly and then ends them."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+_OVERRIDE_RULES = {  # field: (flag, check, what it must be)
+    "eval_every_epochs": ("--eval-every", lambda v: v > 0, "positive"),
+    "eval_samples": ("--eval-samples", lambda v: v >= 0, "≥ 0"),
+    "batch_size": ("--batch-size", lambda v: v > 0, "positive"),
+    "lr": ("--lr", lambda v: v > 0, "positive"),
+    "checkpoint_minutes": ("--checkpoint-every", lambda v: v > 0, "positive"),
+    "checkpoint_steps": ("--checkpoint-every", lambda v: v > 0, "positive"),
+}
 
 
 class Trainer:
@@ -68,8 +69,6 @@ class Trainer:
         elif ckpt_path.exists():
             raise ValueError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --run-dir")
         tc = cfg.train
-        if tc.num_threads:
-            torch.set_num_threads(tc.num_threads)
         data = load_processed(data_root, limit, progress=progress and self.rank == 0)
         if cfg.features.implicit_h:
             data = without_hydrogens(data)
@@ -107,71 +106,33 @@ class Trainer:
 
     # ----- overrides of the saved config (also on resume) -------------------------------------------
     def override(self, **changes) -> None:
-        """Replace fields of the run's TrainConfig (``dataclasses.replace``), after checking them."""
-        checks = {"eval_every_epochs": lambda v: v > 0, "eval_samples": lambda v: v >= 0,
-                  "batch_size": lambda v: v > 0, "lr": lambda v: v > 0, "checkpoint_minutes": lambda v: v > 0,
-                  "checkpoint_steps": lambda v: v is None or v > 0}
-        changes = {k: v for k, v in changes.items() if v is not None or k == "checkpoint_steps"}
+        """Replace fields of the run's TrainConfig (``dataclasses.replace``), e.g. ``override(lr=1e-4)``; None
+        values are ignored. A new batch size keeps the position in the epoch."""
+        changes = {k: v for k, v in changes.items() if v is not None}
         for k, v in changes.items():
-            if k in checks and not checks[k](v):
-                raise ValueError(f"--{k.replace('_', '-')} must be {'≥ 0' if k == 'eval_samples' else 'positive'}, got {v}")
-        if "batch_size" in changes and changes["batch_size"] != self.cfg.train.batch_size:
+            rule = _OVERRIDE_RULES.get(k)
+            if rule and not rule[1](v):
+                raise ValueError(f"{rule[0]} must be {rule[2]}, got {v}")
+        if "batch_size" in changes:
             self.state.step_in_epoch = self.state.step_in_epoch * self.cfg.train.batch_size // changes["batch_size"]
         if changes:
             self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, **changes))
 
-    def override_evaluation(self, every_epochs: float | None = None, samples: int | None = None) -> None:
-        """Change how often and how much the run evaluates; the optimisation itself is unaffected."""
-        if every_epochs is not None and every_epochs <= 0:
-            raise ValueError(f"--eval-every must be positive, got {every_epochs}")
-        self.override(eval_every_epochs=every_epochs, eval_samples=samples)
-
-    def override_batch_size(self, batch_size: int | None) -> None:
-        """Continue the run with another batch size (e.g. on a GPU); the position in the epoch is kept."""
-        self.override(batch_size=batch_size)
-
-    def override_lr(self, lr: float | None) -> None:
-        """Continue the run with another base learning rate (e.g. a final low-rate segment)."""
-        if lr is not None and not lr > 0:
-            raise ValueError(f"--lr must be positive, got {lr}")
-        self.override(lr=lr)
-
-    def override_bf16(self, bf16: bool | None) -> None:
-        """Continue the run with or without bf16 autocast (``None``: as configured)."""
-        self.override(bf16=None if bf16 is None else bool(bf16))
-
     def override_checkpointing(self, minutes: float | None = None, steps: int | None = None) -> None:
         """Checkpoint every ``minutes`` of wall clock or every ``steps`` steps (the other one is turned off)."""
-        if minutes is None and steps is None:
-            return
-        if minutes is not None:
-            self.override(checkpoint_minutes=minutes, checkpoint_steps=None)
-        else:
-            if steps <= 0:
-                raise ValueError(f"--checkpoint-every must be positive, got {steps}")
-            self.override(checkpoint_minutes=math.inf, checkpoint_steps=steps)
+        if minutes is not None or steps is not None:
+            self.override(checkpoint_minutes=math.inf if minutes is None else minutes, checkpoint_steps=steps)
+            if minutes is not None:
+                self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, checkpoint_steps=None))
 
-    # ----- data ------------------------------------------------------------------------------------
+    def batches(self) -> EpochBatches:
+        """The epochs' batches of this rank under the current config."""
+        return EpochBatches(self.train_set, self.cfg.train.batch_size, self.cfg.train.seed, self.device, self.rank,
+                            self.world, self.workers)
+
     def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
         """This rank's batches (dataset positions) of one epoch, in a seeded order."""
-        g = torch.Generator().manual_seed(self.cfg.train.seed * 7_777 + epoch)
-        perm = torch.randperm(len(self.train_set), generator=g)
-        per_rank = self.cfg.train.batch_size * self.world
-        return [perm[k * per_rank + self.rank:(k + 1) * per_rank:self.world] for k in range(len(perm) // per_rank)]
-
-    def collate(self, idx: torch.Tensor) -> Batch:
-        return Batch.from_data_list([self.train_set[int(i)] for i in idx]).to(self.device)
-
-    def batch_stream(self, batches: list[torch.Tensor]):
-        """Collated batches in the given order; with ``workers`` > 0, built by that many loader processes
-        ahead of the training step (the order, and so the run, is the same)."""
-        if self.workers <= 0:
-            return (self.collate(idx) for idx in batches)
-        loader = torch.utils.data.DataLoader(
-            self.train_set, batch_sampler=[idx.tolist() for idx in batches], num_workers=self.workers,
-            collate_fn=Batch.from_data_list, pin_memory=self.device.type == "cuda", prefetch_factor=4,
-            worker_init_fn=_ignore_stop_signals)
-        return (b.to(self.device, non_blocking=True) for b in loader)
+        return self.batches()(epoch)
 
     # ----- one step ---------------------------------------------------------------------------------
     def train_step(self, batch: Batch) -> float:
@@ -289,7 +250,8 @@ class Trainer:
                       self.save_snapshot),
             Checkpoints(self.save, tc.checkpoint_minutes, tc.checkpoint_steps),
         ]
-        loop = Loop(self.state, self.epoch_batches, self.batch_stream, self.train_step, callbacks, total_steps,
+        batches = self.batches()
+        loop = Loop(self.state, batches, batches.stream, self.train_step, callbacks, total_steps,
                     max_hours, should_stop=lambda: self.stop_requested, add_time=self.add_hours)
         loop.run()
         bar.close()

@@ -15,13 +15,17 @@ def test_shipped_model_loads_without_dataset_or_flags():
 
 
 def test_config_saved_before_implicit_h_loads_as_explicit_h():
-    from moldiff.config import RunConfig, load_config
+    from moldiff.config import config_from_checkpoint, load_config
 
     saved = load_config("qm9-bonds").to_dict()
-    saved["features"].pop("implicit_h")  # as written before the option existed (the first shipped models)
-    cfg = RunConfig.from_dict(saved)
+    # as written before implicit_h and the stored vocabulary existed (the first shipped models)
+    for key in ("implicit_h", "charges", "bond_orders"):
+        saved["features"].pop(key)
+    saved["features"]["atom_types"] = ["H", "C", "N", "O", "F"]
+    cfg = config_from_checkpoint(saved)
     assert not cfg.features.implicit_h and cfg.features.atom_types == ("H", "C", "N", "O", "F")
-    assert cfg.to_dict()["features"] == {**saved["features"], "implicit_h": False}
+    assert cfg.features.charges == (-1, 0, 1) and cfg.features.bond_orders == (1, 2, 3)
+    assert cfg.features.h_dim == 5 + 3 and cfg.features.e_dim == 4
 
 
 def test_shipped_model_samples_rdkit_molecules():

@@ -172,14 +172,14 @@ def test_batch_size_override_on_resume_keeps_the_epoch_position(tmp_path, data_r
     Trainer(cfg, tmp_path / "run", data_root, limit=200, progress=False).fit(max_steps=20)  # 38 steps/epoch
     resumed = Trainer(None, tmp_path / "run", data_root, limit=200, resume=True, progress=False)
     assert resumed.state.step_in_epoch == 20
-    resumed.override_batch_size(16)
+    resumed.override(batch_size=16)
     assert resumed.state.step_in_epoch == 5 and resumed.cfg.train.batch_size == 16
     resumed.fit(max_steps=22)
     blob = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert blob["step"] == 22 and blob["run_state"]["step_in_epoch"] == 7
     assert blob["config"]["train"]["batch_size"] == 16
     with pytest.raises(ValueError):
-        resumed.override_batch_size(0)
+        resumed.override(batch_size=0)
 
 
 NOH_TOML = """preset = "tiny"
@@ -262,14 +262,14 @@ def test_lr_override_on_resume_is_used_and_logged(tmp_path, data_root):
     cfg = tiny(val_molecules=8, eval_every_epochs=1.0, warmup_steps=2)
     Trainer(cfg, tmp_path / "run", data_root, limit=200, progress=False).fit(max_steps=9)
     resumed = Trainer(None, tmp_path / "run", data_root, limit=200, resume=True, progress=False)
-    resumed.override_lr(1e-5)
+    resumed.override(lr=1e-5)
     resumed.fit(max_steps=18)
     assert resumed.opt.param_groups[0]["lr"] == 1e-5
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["lr"] for r in rows] == [cfg.train.lr, 1e-5]
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]["train"]["lr"] == 1e-5
     with pytest.raises(ValueError):
-        resumed.override_lr(0.0)
+        resumed.override(lr=0.0)
 
 
 def test_cpu_time_is_counted_beside_wall_time(tmp_path, data_root, one_thread):
@@ -284,3 +284,20 @@ def test_cpu_time_is_counted_beside_wall_time(tmp_path, data_root, one_thread):
     assert 0 < rows[0]["cpu_hours"] < rows[1]["cpu_hours"]
     for r in rows:  # one thread: the process cannot use more CPU than wall-clock time (slack for rounding)
         assert r["cpu_hours"] <= r["hours"] * 1.05 + 1e-5
+
+
+def test_checkpoint_every_steps_or_minutes_and_the_first_one_early(tmp_path, data_root):
+    """--checkpoint-every in steps: a checkpoint lands every that many steps; in minutes: the other turns off."""
+    trainer = Trainer(tiny(val_molecules=8, eval_every_epochs=10), tmp_path / "run", data_root, limit=200,
+                      progress=False)
+    trainer.override_checkpointing(steps=3)
+    assert trainer.cfg.train.checkpoint_steps == 3
+    seen = []
+    save = trainer.save
+    trainer.save = lambda: (seen.append(trainer.state.step), save())
+    trainer.fit(max_steps=7)
+    assert seen == [3, 6, 7]
+    trainer.override_checkpointing(minutes=0.5)
+    assert trainer.cfg.train.checkpoint_minutes == 0.5 and trainer.cfg.train.checkpoint_steps is None
+    with pytest.raises(ValueError, match="--checkpoint-every must be positive"):
+        trainer.override_checkpointing(steps=0)
