@@ -11,6 +11,9 @@ from moldiff.pretrained import pretrained_path
 from moldiff.sampling import generate
 
 
+_DEFAULT_THREADS = torch.get_num_threads()  # what torch chose at import: the caller has not set threads
+
+
 def load_pretrained(name: str = "qm9", device: str | torch.device | None = None) -> Generator:
     """A model shipped with moldiff, by name (``"qm9"``), with its EMA weights."""
     return load(pretrained_path(name), device)
@@ -18,24 +21,31 @@ def load_pretrained(name: str = "qm9", device: str | torch.device | None = None)
 
 def load(path: str | Path, device: str | torch.device | None = None) -> Generator:
     """A generator from a checkpoint file written by ``moldiff train``."""
-    from moldiff.runtime import tune_allocator
+    from moldiff.runtime import resolve_device, tune_allocator
 
     tune_allocator()  # an entry point of the package: sampling's allocator setting is made here, once
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return Generator.from_checkpoint(path, device=dev)
+    return Generator.from_checkpoint(path, device=resolve_device(str(device) if device is not None else None))
 
 
 def sample(n: int, model: Generator | str = "qm9", *, steps: int | None = None, seed: int = 0,
            n_atoms: int | None = None, deterministic: bool = False, keep_invalid: bool = True,
            batch_size: int = 250, spacing: str = "uniform", bf16: bool = False,
-           progress: bool = False) -> list[Chem.Mol]:
+           progress: bool = True, threads: int | None = None) -> list[Chem.Mol]:
     """Sample ``n`` molecules; ``model`` is a Generator, a pretrained name or a checkpoint path.
 
     Each ``Mol`` has a 3D conformer and the property ``moldiff_valid``; with ``keep_invalid=False``
-    samples RDKit cannot sanitise are left out (so fewer than ``n`` may come back).
+    samples RDKit cannot sanitise are left out (so fewer than ``n`` may come back). A progress bar shows on
+    stderr unless ``progress=False``. Threads are picked as the command line picks them — the cores idle now —
+    unless ``threads`` is given (or the caller set ``torch.set_num_threads`` before, which is then kept).
+    ``bf16`` is used only where the CPU or GPU has native bf16 (else a warning and fp32).
     """
+    from moldiff.runtime import resolve_bf16, set_threads
+
     if isinstance(model, str):
         model = load(model) if Path(model).suffix == ".pt" else load_pretrained(model)
+    if threads is not None or torch.get_num_threads() == _DEFAULT_THREADS:
+        set_threads(threads)
     mols = generate(model, n, steps=steps, seed=seed, n_atoms=n_atoms, deterministic=deterministic,
-                    batch_size=batch_size, spacing=spacing, bf16=bf16, progress=progress)
+                    batch_size=batch_size, spacing=spacing, bf16=resolve_bf16(bf16, model.device),
+                    progress=progress)
     return mols if keep_invalid else [m for m in mols if m.GetIntProp("moldiff_valid")]

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-EXIT_USAGE = 2
+EXIT_USAGE = 2  # usage errors and bad input
+EXIT_FAILURE = 1  # a run that failed (I/O errors, a diverged training run)
 
 
 class UserError(Exception):
@@ -83,9 +84,8 @@ def _stop_on_signals(trainer) -> None:
 def run_train(args) -> int:
     from moldiff.checkpoint import CheckpointError
     from moldiff.config import load_config
+    from moldiff.runtime import resolve_bf16, set_threads
     from moldiff.train import Trainer
-
-    from moldiff.runtime import set_threads
 
     try:
         cfg = None if args.resume else load_config(args.preset, args.config)
@@ -93,8 +93,9 @@ def run_train(args) -> int:
         trainer = Trainer(cfg, args.run_dir, args.data_dir, args.limit, args.device, args.resume,
                           progress=not args.no_progress, workers=args.workers,
                           snapshot_every=args.snapshot_every, kernel=args.kernel)
+        bf16 = trainer.cfg.train.bf16 if args.bf16 is None else args.bf16
         trainer.override(eval_every_epochs=args.eval_every, eval_samples=args.eval_samples,
-                         batch_size=args.batch_size, lr=args.lr, bf16=args.bf16)
+                         batch_size=args.batch_size, lr=args.lr, bf16=resolve_bf16(bf16, trainer.device))
         _stop_on_signals(trainer)
     except (ValueError, CheckpointError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
@@ -135,19 +136,14 @@ def add_sample(sub) -> None:
 
 
 def run_sample(args) -> int:
-    import torch
-    from rdkit import Chem
-
-    from moldiff.api import load, load_pretrained
-    from moldiff.chem.io import file_format, write_molecules
-    from moldiff.checkpoint import CheckpointError
-    from moldiff.runtime import set_threads
-    from moldiff.sampling import generate_batches
-
     if args.num <= 0:
         raise UserError(f"-n must be a positive number of molecules, got {args.num}")
-    if file_format(args.output) is None:
+    if args.output.suffix.lower() not in (".sdf", ".xyz", ".smi"):
         raise UserError(f"{args.output}: unknown output type {args.output.suffix!r} (use .sdf, .xyz or .smi)")
+    if args.steps is not None and args.steps <= 0:
+        raise UserError(f"--steps must be a positive number of steps, got {args.steps}")
+    if args.batch_size <= 0:
+        raise UserError(f"--batch-size must be positive, got {args.batch_size}")
     _writable(args.output)
     if args.png:
         if args.png.suffix.lower() != ".png":
@@ -157,6 +153,13 @@ def run_sample(args) -> int:
         if args.trajectory.suffix.lower() != ".xyz":
             raise UserError(f"--trajectory {args.trajectory}: the trajectory must be an .xyz file")
         _writable(args.trajectory)
+
+    from moldiff.api import load, load_pretrained  # the heavy imports, once the arguments are known to be good
+    from moldiff.chem.io import write_molecules
+    from moldiff.checkpoint import CheckpointError
+    from moldiff.runtime import resolve_bf16, set_threads
+    from moldiff.sampling import generate_batches
+
     set_threads(args.threads)
     try:
         gen = load(args.checkpoint, args.device) if args.checkpoint else load_pretrained("qm9", args.device)
@@ -168,7 +171,8 @@ def run_sample(args) -> int:
         partial = args.output.with_name(args.output.name + ".partial" + args.output.suffix)
         for batch in generate_batches(gen, args.num, steps=args.steps, seed=args.seed, n_atoms=args.atoms,
                                       batch_size=args.batch_size, deterministic=args.ddim,
-                                      spacing=args.spacing, bf16=args.bf16, progress=not args.no_progress,
+                                      spacing=args.spacing, bf16=resolve_bf16(args.bf16, gen.device),
+                                      progress=not args.no_progress,
                                       hooks=[traj] if traj else ()):
             mols.extend(m for m in batch if not args.valid_only or m.GetIntProp("moldiff_valid"))
             write_molecules(mols, partial)  # a crash loses at most the batch in flight
@@ -229,9 +233,25 @@ def run_export(args) -> int:
     return 0
 
 
+EPILOG = """exit codes: 0 success; 1 a run that failed (e.g. an I/O error mid-run); 2 usage errors and bad input
+(unknown options, unreadable or foreign checkpoints, bad molecule files, impossible requests); 130 interrupted."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("moldiff")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        from moldiff import __version__
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="moldiff", description="3D molecule generation with graph diffusion")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="moldiff", description="3D molecule generation with graph diffusion",
+                                     epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"moldiff {_version()}")
+    sub = parser.add_subparsers(dest="command")
     add_train(sub)
     add_sample(sub)
     add_evaluate(sub)
@@ -243,7 +263,11 @@ RUNNERS = {"train": run_train, "sample": run_sample, "evaluate": run_evaluate, "
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare `moldiff`: the help, and the usage exit code
+        parser.print_help()
+        return EXIT_USAGE
     from moldiff.runtime import tune_allocator
 
     tune_allocator()  # process-level setting, made here at the entry and never by library code
@@ -255,6 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"moldiff {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # a disk full, a permission lost mid-run: a failure, reported in one line
+        print(f"moldiff {args.command}: failed: {err.strerror or err} ({err.filename or ''})", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,17 +57,74 @@ class RunConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "RunConfig":
-        def build(cls, values: dict):
-            names = {f.name for f in dataclasses.fields(cls)}
-            unknown = set(values) - names
-            if unknown:
-                raise ValueError(f"unknown {cls.__name__} option(s): {', '.join(sorted(unknown))}")
-            values = {k: tuple(tuple(p) if isinstance(p, list) else p for p in v) if isinstance(v, list) else v
-                      for k, v in values.items()}
-            return cls(**values)
-        return RunConfig(build(FeatureConfig, d.get("features", {})), build(EGNNConfig, d.get("model", {})),
-                         build(ScheduleConfig, d.get("schedule", {})), build(TrainConfig, d.get("train", {})),
-                         d.get("preset", "custom"), d.get("network", "egnn"), d.get("cond_dim", 0))
+        """A RunConfig from nested plain data (a TOML file, a checkpoint): unknown tables or options and values
+        of the wrong type raise ValueError naming them."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a config must be a table of options, not {type(d).__name__}")
+        unknown = set(d) - set(_TABLES) - {"preset", "network", "cond_dim"}
+        if unknown:
+            raise ValueError(f"unknown config table(s) or option(s): {', '.join(sorted(map(str, unknown)))}; "
+                             f"the tables are {', '.join(_TABLES)}")
+        parts = {name: _build(cls, d.get(name, {}), name) for name, cls in _TABLES.items()}
+        top = _build(_Top, {k: d[k] for k in ("preset", "network", "cond_dim") if k in d}, "config")
+        return RunConfig(**parts, preset=top.preset, network=top.network, cond_dim=top.cond_dim)
+
+
+@dataclass(frozen=True)
+class _Top:
+    """The top-level options of a config file, typed like the tables (for checking)."""
+
+    preset: str = "custom"
+    network: str = "egnn"
+    cond_dim: int = 0
+
+
+_TABLES = {"features": FeatureConfig, "model": EGNNConfig, "schedule": ScheduleConfig, "train": TrainConfig}
+
+
+def _fits(value, hint) -> bool:
+    """Whether a plain value (from TOML or a checkpoint) fits a field's type hint."""
+    origin = typing.get_origin(hint)
+    if hint is typing.Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_fits(v, a) for v, a in zip(value, args))
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # a hint too complex to check here: the dataclass checks it
+
+
+def _build(cls, values, table: str):
+    """``cls(**values)`` after checking the option names and value types."""
+    if not isinstance(values, dict):
+        raise ValueError(f"[{table}] must be a table of options, not {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    unknown = set(values) - set(hints)
+    if unknown:
+        raise ValueError(f"unknown {table} option(s): {', '.join(sorted(map(str, unknown)))}")
+    for k, v in values.items():
+        if not _fits(v, hints[k]):
+            hint = getattr(hints[k], "__name__", str(hints[k]).replace("typing.", ""))
+            raise ValueError(f"{table}.{k} = {v!r:.40}: expected {hint}")
+    values = {k: tuple(tuple(p) if isinstance(p, list) else p for p in v) if isinstance(v, list) else v
+              for k, v in values.items()}
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"[{table}]: {err}") from None
 
 
 PRESETS: dict[str, dict] = {

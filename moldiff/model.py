@@ -8,7 +8,7 @@ import torch
 
 from torch import nn
 
-from moldiff.checkpoint import load_checkpoint
+from moldiff.checkpoint import CheckpointError, load_checkpoint
 from moldiff.config import RunConfig, config_from_checkpoint
 from moldiff.data.store import DatasetStats
 from moldiff.diffusion.chain import DiffusionChain
@@ -38,12 +38,20 @@ class Generator:
 
     @staticmethod
     def from_checkpoint(path: str | Path, weights: str = "ema", device: str | torch.device = "cpu") -> "Generator":
-        """Load a checkpoint's network (its EMA weights by default) without the dataset or training flags."""
-        blob = load_checkpoint(path)
-        cfg = config_from_checkpoint(blob["config"])
-        gen = Generator.from_config(cfg, DatasetStats.from_dict(blob["stats"]))
-        key = weights if weights in blob else "model"
-        gen.network.load_state_dict(blob[key])
+        """Load a checkpoint's network (its EMA weights by default) without the dataset or training flags.
+        A checkpoint whose structure, config or weights do not fit raises CheckpointError in one line."""
+        blob = load_checkpoint(path, kind="inference")
+        try:
+            cfg = config_from_checkpoint(blob["config"])
+            stats = DatasetStats.from_dict(blob["stats"])
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            raise CheckpointError(f"{path}: its config or statistics are not valid: {_excerpt(err)}") from None
+        key = weights if isinstance(blob.get(weights), dict) else "model"
+        try:
+            gen = Generator.from_config(cfg, stats)
+            gen.network.load_state_dict(blob[key])
+        except (RuntimeError, ValueError, TypeError) as err:
+            raise CheckpointError(f"{path}: its weights do not fit its config: {_excerpt(err)}") from None
         gen.network.to(device).eval()
         gen.info = {"step": blob.get("step"), "epoch": blob.get("epoch"), "hours": blob.get("hours"),
                     "weights": key, "path": str(path)}
@@ -52,3 +60,9 @@ class Generator:
     @property
     def device(self) -> torch.device:
         return next(self.network.parameters()).device
+
+
+def _excerpt(err: Exception, limit: int = 160) -> str:
+    """The first line of an error, cut to ``limit`` characters."""
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -88,10 +88,73 @@ def distributed_setup(device: str | None = None):
 
     rank = int(os.environ.get("RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
-    resolve = globals().get("resolve_device")
-    dev = resolve(device) if resolve else torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     if world > 1 and dev.type == "cuda":
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return dev, rank, world
+
+
+def resolve_device(name: str | None = None):
+    """The torch device ``name`` names (default: CUDA where present, else the CPU), checked: ValueError in one
+    line for a name torch does not know or a device this machine does not have."""
+    import torch
+
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r}: no CUDA GPU is available here (torch {torch.__version__}); use cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError(f"device {name!r}: Apple's MPS is not available here; use cpu")
+    elif dev.type != "cpu":
+        raise ValueError(f"device {name!r} is not supported; use cpu or cuda")
+    return dev
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's instruction-set flags from /proc/cpuinfo (empty where that file does not exist)."""
+    try:
+        text = cpuinfo if cpuinfo is not None else Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def bf16_supported(device=None, flags: set[str] | None = None) -> bool:
+    """Whether bf16 matrix multiplies are native on ``device``: on a CPU the avx512_bf16 or amx_bf16 instructions
+    (without them torch emulates bf16, several times slower than fp32), on CUDA ``torch.cuda.is_bf16_supported``."""
+    import torch
+
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if dev.type != "cpu":
+        return False
+    flags = cpu_flags() if flags is None else flags
+    if flags:
+        return bool({"avx512_bf16", "amx_bf16"} & flags)
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # no /proc/cpuinfo: torch's own check
+
+
+def resolve_bf16(requested: bool, device=None, warn=None) -> bool:
+    """``requested`` where bf16 is native on ``device``; else False, with one warning line (to stderr)."""
+    if not requested:
+        return False
+    if bf16_supported(device):
+        return True
+    message = ("bf16 requested but this CPU has no bf16 instructions (avx512_bf16/amx_bf16): running fp32, "
+               "which is faster here")
+    (warn or (lambda m: print(f"warning: {m}", file=sys.stderr)))(message)
+    return False

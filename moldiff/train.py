@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Batch
 
-from moldiff.checkpoint import CheckpointError, inference_blob, load_checkpoint, save_checkpoint
+from moldiff.checkpoint import inference_blob, load_checkpoint, save_checkpoint
 from moldiff.config import RunConfig, config_from_checkpoint
 from moldiff.data.qm9 import QM9, load_processed
 from moldiff.data.store import DatasetStats, vocabulary_of, without_hydrogens
@@ -56,15 +56,13 @@ class Trainer:
             raise ValueError(f"--snapshot-every must be positive, got {snapshot_every}")
         self.workers, self.snapshot_every = workers, snapshot_every
         self.run_dir = Path(run_dir)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ValueError(f"--run-dir {self.run_dir} is a file, not a folder")
         self.device, self.rank, self.world = distributed_setup(device)
         ckpt_path = self.run_dir / CHECKPOINT
         blob = None
         if resume:
-            blob = load_checkpoint(ckpt_path)
-            missing = [k for k in ("model", "ema", "ema_updates", "optimizer", "run_state") if k not in blob]
-            if missing:
-                raise CheckpointError(f"{ckpt_path} cannot resume training: it holds no {', '.join(missing)} "
-                                      "(an exported sampling file?)")
+            blob = load_checkpoint(ckpt_path, kind="training")
             cfg = config_from_checkpoint(blob["config"])
         elif ckpt_path.exists():
             raise ValueError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --run-dir")
