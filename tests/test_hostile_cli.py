@@ -1,0 +1,131 @@
+"""Hostile and careless input to the command line and the checkpoint loader: one line on stderr, the right
+exit code, no traceback, nothing half-written; and the small frictions (version, help, start-up)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from moldiff.checkpoint import FORMAT, CheckpointError, load_checkpoint
+from moldiff.cli import main
+from moldiff.pretrained import pretrained_path
+from moldiff.runtime import bf16_supported, cpu_flags, resolve_bf16, resolve_device
+
+
+def one_line_error(capsys, code, rc=2) -> str:
+    assert code == rc
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return torch.load(pretrained_path("qm9"), weights_only=True)
+
+
+def craft(tmp_path, blob, name="c.pt"):
+    path = tmp_path / name
+    torch.save(blob, path)
+    return path
+
+
+@pytest.mark.parametrize("drop", ["config", "stats", "model"])
+def test_checkpoint_missing_a_key(tmp_path, capsys, shipped, drop):
+    path = craft(tmp_path, {k: v for k, v in shipped.items() if k != drop})
+    err = one_line_error(capsys, main(["sample", "--checkpoint", str(path), "-n", "1", "-o", str(tmp_path / "o.sdf")]))
+    assert f"has no '{drop}'" in err and not (tmp_path / "o.sdf").exists()
+
+
+def test_checkpoint_with_a_config_of_the_wrong_type(tmp_path, capsys, shipped):
+    path = craft(tmp_path, {**shipped, "config": ["not", "a", "table"]})
+    err = one_line_error(capsys, main(["sample", "--checkpoint", str(path), "-n", "1", "-o", str(tmp_path / "o.sdf")]))
+    assert "'config' should be a dict" in err
+    bad_value = {**shipped, "config": {**shipped["config"], "model": {**shipped["config"]["model"], "layers": "six"}}}
+    err = one_line_error(capsys, main(["sample", "--checkpoint", str(craft(tmp_path, bad_value)), "-n", "1",
+                                       "-o", str(tmp_path / "o.sdf")]))
+    assert "model.layers" in err
+
+
+def test_checkpoint_whose_weights_do_not_fit(tmp_path, capsys, shipped):
+    weights = dict(shipped["model"])
+    key = next(k for k in weights if k.endswith("weight"))
+    weights[key] = torch.zeros(3, 3)
+    err = one_line_error(capsys, main(["sample", "--checkpoint", str(craft(tmp_path, {**shipped, "model": weights})),
+                                       "-n", "1", "-o", str(tmp_path / "o.sdf")]))
+    assert "weights do not fit its config" in err and len(err) < 400
+
+
+def test_pickled_code_is_refused_without_torchs_advice(tmp_path, capsys):
+    path = craft(tmp_path, {"format": FORMAT, "config": {}, "hook": print})
+    err = one_line_error(capsys, main(["sample", "--checkpoint", str(path), "-n", "1", "-o", str(tmp_path / "o.sdf")]))
+    assert "never code" in err and "weights_only=False" not in err and "\x1b" not in err
+
+
+def test_resume_from_an_exported_file_says_so_at_once(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(pretrained_path("qm9").read_bytes())
+    err = one_line_error(capsys, main(["train", "--resume", "--run-dir", str(run), "--data-dir",
+                                       str(tmp_path / "never-made")]))
+    assert "no 'ema'" in err and "exported" in err
+    assert not (tmp_path / "never-made").exists()  # refused before any data was processed
+    with pytest.raises(CheckpointError, match="has no 'ema'"):
+        load_checkpoint(pretrained_path("qm9"), kind="training")
+    assert load_checkpoint(pretrained_path("qm9"), kind="inference")["model"]
+
+
+@pytest.mark.parametrize("command", ["sample", "train"])
+@pytest.mark.parametrize("device, message", [("bogus", "unknown device"), ("mps", "MPS"), ("cuda", "CUDA")])
+def test_unavailable_devices(tmp_path, capsys, command, device, message):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    args = ["--device", device, "--run-dir", str(tmp_path / "r")] if command == "train" else \
+        ["--device", device, "-n", "1", "-o", str(tmp_path / "o.sdf")]
+    assert message in one_line_error(capsys, main([command, *args]))
+    with pytest.raises(ValueError, match=message):
+        resolve_device(device)
+
+
+def test_run_dir_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in one_line_error(capsys, main(["train", "--run-dir", str(tmp_path / "file")]))
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('[train]\nlr = "fast"\n', "train.lr"), ("[model]\nlayers = 2.5\n", "model.layers"),
+    ("[train]\nepochs = true\n", "train.epochs"), ("[modle]\nhidden = 3\n", "modle"),
+    ("train = 3\n", "[train] must be a table"), ("[features]\natom_types = [1, 2]\n", "features.atom_types"),
+])
+def test_toml_with_wrong_types_or_unknown_tables(tmp_path, capsys, toml, message):
+    (tmp_path / "c.toml").write_text(toml)
+    err = one_line_error(capsys, main(["train", "--config", str(tmp_path / "c.toml"), "--run-dir", str(tmp_path / "r")]))
+    assert message in err
+
+
+def test_bf16_only_where_the_cpu_has_it(capsys):
+    assert bf16_supported("cpu", {"avx2", "fma"}) is False
+    assert bf16_supported("cpu", {"avx512f", "avx512_bf16"}) is True and bf16_supported("cpu", {"amx_bf16"}) is True
+    assert bf16_supported("cpu") == bool({"avx512_bf16", "amx_bf16"} & cpu_flags()) or not cpu_flags()
+    warnings = []
+    assert resolve_bf16(True, "cpu", warn=warnings.append) is bf16_supported("cpu")
+    assert len(warnings) == (0 if bf16_supported("cpu") else 1)
+    assert resolve_bf16(False, "cpu", warn=warnings.append) is False
+
+
+def test_version_and_bare_command(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("moldiff ")
+    assert main([]) == 2
+    assert "usage: moldiff" in capsys.readouterr().out
+
+
+def test_bad_arguments_fail_before_the_heavy_imports():
+    """A command that fails on its arguments never imports torch or RDKit (start-up stays well under 2 s)."""
+    code = ("import sys\nfrom moldiff.cli import main\nrc = main(['sample', '-n', '0'])\n"
+            "print(rc, 'torch' in sys.modules, 'rdkit' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["2", "False", "False"], out.stderr[-500:]
