@@ -83,7 +83,7 @@ def test_unknown_preset_and_bad_config(tmp_path, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text("[model]\nwidth = 3\n")
     assert main(["train", "--config", str(cfg), "--run-dir", str(tmp_path / "r")]) == 2
-    assert "unknown EGNNConfig option" in capsys.readouterr().err
+    assert "unknown model option(s): width" in capsys.readouterr().err
 
 
 def test_resume_without_checkpoint(tmp_path, capsys):
