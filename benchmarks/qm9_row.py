@@ -22,7 +22,7 @@ from moldiff.chem.metrics import (Proportion, canonical_from_smiles, canonical_s
                                   judge_protocol)
 from moldiff.chem.perceive import perceive_mol
 from moldiff.chem.protocol import BOND_LENGTHS_PM, MARGINS_PM, VALENCES
-from moldiff.chem.reference import load_reference
+from moldiff.data.reference_qm9 import load_reference
 from moldiff.evaluate import qm9_sample, write_json
 
 PUBLISHED = {"atom_stability": 0.990, "molecule_stability": 0.952, "validity": 0.977}

@@ -20,7 +20,7 @@ import torch
 
 from moldiff.api import load, load_pretrained
 from moldiff.chem.metrics import evaluate
-from moldiff.chem.reference import load_reference
+from moldiff.data.reference_qm9 import load_reference
 from moldiff.io_utils import atomic_write_text
 from moldiff.sampling import generate
 

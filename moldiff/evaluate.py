@@ -76,7 +76,10 @@ def qm9_sample(split: str = "test", n: int | None = None, seed: int = 0) -> list
 
 
 def _err(message: str) -> None:
-    print(message, file=sys.stderr)
+    """One line on stderr, control characters escaped (file contents never reach the terminal raw)."""
+    from moldiff.chem.io import printable
+
+    print(printable(message, limit=2000), file=sys.stderr)
 
 
 def _perception(structures: Sequence[tuple[Sequence[str], np.ndarray]]) -> dict:
@@ -105,6 +108,13 @@ def _jsonable(obj):
     return obj
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
+
+
 def write_json(data: dict, path: Path) -> None:
     """Write ``data`` as JSON atomically (temp file in the same directory + ``os.replace``)."""
     atomic_write(path, (json.dumps(_jsonable(data), indent=2) + "\n").encode())
@@ -131,18 +141,26 @@ def format_report(result: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``moldiff evaluate``; returns the exit code (1 only when nothing could be read)."""
-    from moldiff.chem.build import mol_elements, mol_positions
-    from moldiff.chem.io import read_molecules
-    from moldiff.chem.metrics import evaluate_judgements, judge, judge_protocol
-    from moldiff.chem.reference import load_reference, reference_path
-
+    """Run ``moldiff evaluate``; returns the exit code (2 for bad input: nothing readable, a --json path that
+    is one of the inputs; 1 when the report cannot be written)."""
     start = time.perf_counter()
     files = list(getattr(args, "files", None) or [])
     dataset = getattr(args, "dataset", None)
     if not files and not dataset:
         _err("moldiff evaluate: give molecule files or --dataset qm9")
-        return 1
+        return 2
+    out = getattr(args, "json", None)
+    if out is not None:
+        target = Path(out).resolve()
+        for name in files:
+            if Path(name).resolve() == target or (Path(out).exists() and _same_file(Path(name), Path(out))):
+                _err(f"moldiff evaluate: --json {out} is one of the input files; refusing to overwrite it")
+                return 2
+
+    from moldiff.chem.build import mol_elements, mol_positions
+    from moldiff.chem.io import read_molecules
+    from moldiff.chem.metrics import evaluate_judgements, judge, judge_protocol
+    from moldiff.data.reference_qm9 import load_reference, reference_path
     structures: list[tuple[Sequence[str], np.ndarray]] = []
     judgements = []
     n_errors = 0
@@ -166,15 +184,18 @@ def run(args: argparse.Namespace) -> int:
         source.setdefault("files", []).append({"path": str(name), "molecules": len(mols), "errors": len(errors)})
     if not judgements:
         _err("moldiff evaluate: no molecule could be read")
-        return 1
+        return 2
+    if files and structures and not any("H" in elements for elements, _ in structures):
+        _err("moldiff evaluate: warning: no molecule has explicit hydrogens; the distance protocol's atom and "
+             "molecule stability need them (heavy-atom-only files score 0 % molecule stability)")
 
     reference: Reference | None = None
     if args.reference != "none":
         try:
             if not reference_path(args.reference).exists():
                 _err(f"moldiff evaluate: computing the {args.reference} training reference once "
-                     f"(about two minutes), cached in {reference_path(args.reference).parent}")
-            reference = load_reference(args.reference)
+                     f"(about a minute), cached in {reference_path(args.reference).parent}")
+            reference = load_reference(args.reference, progress=True, say=_err)
         except (OSError, ValueError) as exc:
             _err(f"moldiff evaluate: reference {args.reference!r} unavailable ({exc}); novelty and distances skipped")
     result = evaluate_judgements(judgements, reference)

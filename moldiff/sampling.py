@@ -136,7 +136,7 @@ def _sanitised(mol: Chem.Mol, implicit_h: bool) -> Chem.Mol:
 def _molecule(elements: list[str], pos: np.ndarray, charges: list[int],
               bonds: list[tuple[int, int, int]] | None, implicit_h: bool = False) -> Chem.Mol:
     """One decoded sample as an RDKit molecule, flagged with ``moldiff_valid`` and ``moldiff_error``."""
-    from moldiff.chem.build import build_mol
+    from moldiff.chem.build import assign_stereo_from_3d, build_mol
     from moldiff.chem.perceive import perceive_mol
 
     if bonds is not None:
@@ -147,6 +147,8 @@ def _molecule(elements: list[str], pos: np.ndarray, charges: list[int],
             error = f"sanitisation: {err}"
     else:
         mol, error = perceive_mol(elements, pos)
+    if error is None:
+        assign_stereo_from_3d(mol)  # SMILES, SDF and the coordinates agree on stereochemistry
     mol.SetIntProp("moldiff_valid", int(error is None))
     if error:
         mol.SetProp("moldiff_error", error)

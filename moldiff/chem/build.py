@@ -106,3 +106,12 @@ def mol_bonds(mol: Chem.Mol) -> list[tuple[int, int, int]]:
             raise ValueError(f"bond {b.GetBeginAtomIdx()}-{b.GetEndAtomIdx()}: unsupported type {b.GetBondType()}")
         out.append((b.GetBeginAtomIdx(), b.GetEndAtomIdx(), order))
     return out
+
+
+def assign_stereo_from_3d(mol: Chem.Mol) -> Chem.Mol:
+    """Set the molecule's stereocentres and double-bond stereo from its 3D conformer (RDKit
+    ``AssignStereochemistryFrom3D``), so that its SMILES, its SDF and its geometry agree. In place; returns
+    ``mol``. A molecule without a 3D conformer is returned unchanged."""
+    if mol.GetNumConformers() and mol.GetConformer().Is3D():
+        Chem.AssignStereochemistryFrom3D(mol)
+    return mol

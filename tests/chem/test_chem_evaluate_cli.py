@@ -6,7 +6,7 @@ import pytest
 from rdkit import Chem
 
 from moldiff.chem.io import write_molecules
-from moldiff.chem.reference import build_reference
+from moldiff.chem.reference_build import build_reference
 from moldiff.evaluate import add_arguments, run
 
 from .conftest import embed
@@ -57,21 +57,23 @@ def test_partly_bad_input_still_exits_zero(sdf, tmp_path, capsys):
 def test_nothing_readable_exits_nonzero(tmp_path, capsys):
     empty = tmp_path / "empty.xyz"
     empty.write_text("")
-    assert run(parse(empty, "--reference", "none")) == 1
+    assert run(parse(empty, "--reference", "none")) == 2  # bad input: the usage/bad-input exit code
     err = capsys.readouterr().err
     assert "empty file" in err and "no molecule could be read" in err
-    assert run(parse("--reference", "none")) == 1
+    assert run(parse("--reference", "none")) == 2
 
 
 def test_cached_reference_is_used(sdf, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MOLDIFF_DATA", str(tmp_path / "data"))
     train = [embed(s, seed=1) for s in ["CCO", "CC=O"]]
-    build_reference([(e, p, None) for e, p, _ in train], "qm9-train").save(
-        tmp_path / "data" / "cache" / "qm9_train_reference_v1.npz")
+    cached = tmp_path / "data" / "qm9_train_reference_v1.npz"  # $MOLDIFF_DATA is the cache folder itself
+    build_reference([(e, p, None) for e, p, _ in train], "qm9-train").save(cached)
+    before = cached.stat().st_mtime_ns
     out = tmp_path / "r.json"
     assert run(parse(sdf, "--json", out)) == 0
     data = json.loads(out.read_text())
-    assert data["reference"] == "qm9-train"
+    assert data["reference"] == "qm9-train" and cached.stat().st_mtime_ns == before  # read, not rebuilt
+    assert "computing" not in capsys.readouterr().err
     assert data["metrics"]["novelty"]["total"] >= 1 and "value" in data["metrics"]["bond_length_w1"]
 
 
@@ -88,6 +90,8 @@ def test_chem_modules_do_not_import_torch():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not any(n == "torch" or n.startswith("torch.") for n in names), path
+            if path.parent.name == "chem":  # chemistry knows no dataset
+                assert not any(n.startswith("moldiff.data") for n in names), path
 
 
 def test_dataset_mode(qm9_test_sample, monkeypatch, tmp_path, capsys):

@@ -10,7 +10,8 @@ from moldiff.chem.metrics import (
     canonical_smiles, charge_stable_atoms, evaluate, evaluate_structures, total_variation,
     wasserstein1_hist, wilson_interval,
 )
-from moldiff.chem.reference import ANGLE_EDGES, LENGTH_EDGES, build_reference
+from moldiff.chem.reference import ANGLE_EDGES, LENGTH_EDGES
+from moldiff.chem.reference_build import build_reference
 
 from .conftest import embed, kekule_benzene
 
