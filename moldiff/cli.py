@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -87,6 +88,10 @@ def run_train(args) -> int:
     from moldiff.runtime import resolve_bf16, set_threads
     from moldiff.train import Trainer
 
+    from moldiff.io_utils import remove_stale_tmp
+
+    if args.run_dir.is_dir():
+        remove_stale_tmp(args.run_dir)
     try:
         cfg = None if args.resume else load_config(args.preset, args.config)
         set_threads(args.threads or (cfg.train.num_threads if cfg else None))
@@ -117,7 +122,9 @@ def add_sample(sub) -> None:
     p.add_argument("--spacing", choices=["uniform", "quadratic"], default="uniform",
                    help="with --steps: spread the steps evenly, or most of them at low noise (quadratic: better "
                         "molecules for the same S, see benchmarks/README.md)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (0); the same seed gives the same molecules")
+    p.add_argument("--seed", type=int, default=0, help="random seed (0). Molecule k has its own seed from "
+                   "(seed, k): the same seed gives the same molecules whatever -n and --batch-size are, up to the "
+                   "rounding of batched arithmetic (< 0.05 Å), on the same device and thread count")
     p.add_argument("--atoms", type=int, help="atoms per molecule, heavy atoms for a model with implicit hydrogens "
                    "(default: drawn from the training p(N))")
     p.add_argument("--batch-size", type=int, default=250, help="molecules per batch (250)")
@@ -132,6 +139,8 @@ def add_sample(sub) -> None:
     p.add_argument("--device", help="cpu, cuda … (default: CUDA where present)")
     p.add_argument("--threads", type=_positive, help="CPU threads (default: the cores that are idle now; the "
                    "same seed gives the same molecules at the same thread count)")
+    p.add_argument("--resume", action="store_true", help="complete an interrupted run of the same command (its "
+                   "finished batches are in OUTPUT.partial.sdf)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -157,45 +166,95 @@ def run_sample(args) -> int:
     from moldiff.api import load, load_pretrained  # the heavy imports, once the arguments are known to be good
     from moldiff.chem.io import write_molecules
     from moldiff.checkpoint import CheckpointError
+    from moldiff.io_utils import atomic_write_text, remove_stale_tmp
     from moldiff.runtime import resolve_bf16, set_threads
     from moldiff.sampling import generate_batches
 
+    remove_stale_tmp(args.output.resolve().parent)
     set_threads(args.threads)
+    partial = args.output.with_name(args.output.name + ".partial.sdf")  # whole batches, kept as SDF
+    sidecar = args.output.with_name(args.output.name + ".partial.json")
+    params = {"checkpoint": str(Path(args.checkpoint).resolve()) if args.checkpoint else "qm9", "n": args.num,
+              "seed": args.seed, "steps": args.steps, "spacing": args.spacing, "ddim": args.ddim,
+              "atoms": args.atoms, "valid_only": args.valid_only}
+    done, mols = _resume_state(args, partial, sidecar, params)
+    report: dict = {}
     try:
         gen = load(args.checkpoint, args.device) if args.checkpoint else load_pretrained("qm9", args.device)
         from moldiff.hooks import Trajectory
         traj = Trajectory(len(gen.config.features.atom_types)) if args.trajectory else None
         if args.steps is not None and not 1 <= args.steps <= gen.chain.T:
             raise ValueError(f"--steps must be between 1 and {gen.chain.T}, got {args.steps}")
-        mols: list = []
-        partial = args.output.with_name(args.output.name + ".partial" + args.output.suffix)
-        for batch in generate_batches(gen, args.num, steps=args.steps, seed=args.seed, n_atoms=args.atoms,
-                                      batch_size=args.batch_size, deterministic=args.ddim,
-                                      spacing=args.spacing, bf16=resolve_bf16(args.bf16, gen.device),
-                                      progress=not args.no_progress,
-                                      hooks=[traj] if traj else ()):
+        batches = generate_batches(gen, args.num, steps=args.steps, seed=args.seed, n_atoms=args.atoms,
+                                   batch_size=args.batch_size, deterministic=args.ddim, spacing=args.spacing,
+                                   bf16=resolve_bf16(args.bf16, gen.device), progress=not args.no_progress,
+                                   hooks=[traj] if traj else (), start=done, report=report)
+        for first in range(done, args.num, args.batch_size):
+            batch = next(batches)
             mols.extend(m for m in batch if not args.valid_only or m.GetIntProp("moldiff_valid"))
             write_molecules(mols, partial)  # a crash loses at most the batch in flight
+            done = min(args.num, first + args.batch_size)
+            atomic_write_text(sidecar, json.dumps({**params, "done": done, "kept": len(mols)}) + "\n")
         written, skipped = write_molecules(mols, args.output)
         partial.unlink(missing_ok=True)
+        sidecar.unlink(missing_ok=True)
     except (ValueError, CheckpointError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
+    except KeyboardInterrupt:
+        if partial.exists():
+            print(f"moldiff sample: interrupted; the {done} molecules finished are in {partial}; run the same "
+                  "command with --resume to complete it", file=sys.stderr)
+        raise
     for message in skipped:
         print(message, file=sys.stderr)
     n_valid = sum(m.GetIntProp("moldiff_valid") for m in mols)
     print(f"wrote {written} molecules to {args.output} ({n_valid} of them sanitise in RDKit)")
+    if report.get("redrawn") or report.get("dropped"):
+        print(f"{report['redrawn']} samples went to NaN/inf and were redrawn alone; {report['dropped']} dropped "
+              "after three draws", file=sys.stderr)
     if traj is not None:
         from moldiff.hooks import xyz_frames
-        from moldiff.io_utils import atomic_write_text
 
         frames = traj.frames(gen.config.features.atom_types)
         atomic_write_text(args.trajectory, xyz_frames(frames))
         print(f"wrote the reverse chain of molecule 0 ({len(frames)} frames) to {args.trajectory}")
     if args.png:
-        from moldiff.draw import draw_grid
-        draw_grid(mols, args.png)
-        print(f"drew {min(len(mols), 100)} molecules to {args.png}")
+        shown = [m for m in mols if m.GetIntProp("moldiff_valid")] if args.valid_only else mols
+        if not shown:
+            print(f"no molecule to draw: none of the samples sanitises; {args.png} not written", file=sys.stderr)
+        else:
+            from moldiff.draw import draw_grid
+            draw_grid(shown, args.png)
+            print(f"drew {min(len(shown), 100)} molecules to {args.png}")
     return 0
+
+
+def _resume_state(args, partial: Path, sidecar: Path, params: dict) -> tuple[int, list]:
+    """(molecules done, molecules kept) of the run to continue: (0, []) for a new run. A new run refuses to
+    overwrite the finished batches of an interrupted one; --resume refuses a run with other parameters."""
+    if not args.resume:
+        if sidecar.exists():
+            raise UserError(f"{partial} holds the finished batches of an interrupted run: add --resume to "
+                            "complete it, or delete it to start again")
+        return 0, []
+    if not sidecar.exists():
+        raise UserError(f"nothing to resume: no interrupted run of {args.output} ({sidecar} not found)")
+    try:
+        state = json.loads(sidecar.read_text())
+        done, kept = int(state["done"]), int(state["kept"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{sidecar} is damaged: delete it and {partial} to start again") from None
+    changed = [k for k in params if state.get(k) != params[k]]
+    if changed:
+        raise UserError(f"--resume: this command differs from the interrupted run in {', '.join(changed)} "
+                        f"(it had {', '.join(f'{k}={state.get(k)!r}' for k in changed)})")
+    from rdkit import Chem
+
+    mols = [m for m in Chem.SDMolSupplier(str(partial), sanitize=False, removeHs=False)][:kept] if partial.exists() else []
+    if len(mols) != kept or any(m is None for m in mols):
+        raise UserError(f"{partial} holds {len(mols)} readable molecules, not the {kept} recorded: start again")
+    print(f"resuming: {done} of {args.num} molecules done", file=sys.stderr)
+    return done, mols
 
 
 # ---------------------------------------------------------------- evaluate

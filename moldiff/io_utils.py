@@ -38,3 +38,33 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write(path, text.encode("utf-8"))
+
+
+def remove_stale_tmp(directory: str | os.PathLike, older_than: float | None = None) -> list[Path]:
+    """Remove the temporary files an interrupted :func:`atomic_path` left in ``directory`` (``.<name>.<random>.tmp``
+    older than ``older_than``, a Unix time, by default this process's start); returns what was removed."""
+    import time
+
+    directory = Path(directory)
+    cutoff = older_than if older_than is not None else time.time() - time.monotonic() + _START_MONOTONIC
+    removed = []
+    try:
+        candidates = list(directory.glob(".*.tmp"))
+    except OSError:
+        return removed
+    for path in candidates:
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff and path.name.count(".") >= 3:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+def _monotonic() -> float:
+    import time
+    return time.monotonic()
+
+
+_START_MONOTONIC = _monotonic()

@@ -140,3 +140,58 @@ def test_killed_sampling_keeps_every_finished_batch(checkpoint, tmp_path):
     kept = list(Chem.SDMolSupplier(str(partial), sanitize=False, removeHs=False))
     assert len(kept) >= 14 and len(kept) % 7 == 0 and all(m is not None for m in kept)
     assert not out.exists()
+
+
+def test_killed_sampling_resumes_to_the_same_molecules(checkpoint, tmp_path):
+    """SIGKILL mid-run, then the same command with --resume: the output equals an uninterrupted run's."""
+    import os
+    import signal
+    import time
+
+    args = ["--checkpoint", str(checkpoint), "-n", "60", "--batch-size", "3", "--steps", "50", "--threads", "1",
+            "--seed", "5", "--no-progress"]
+    assert main(["sample", *args, "-o", str(tmp_path / "full.sdf")]) == 0
+    out = tmp_path / "cut.sdf"
+    proc = subprocess.Popen([sys.executable, "-m", "moldiff", "sample", *args, "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sidecar = tmp_path / "cut.sdf.partial.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not sidecar.exists():
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    if out.exists():
+        pytest.skip("the run finished before it could be killed")
+    assert main(["sample", *args, "-o", str(out)]) == 2  # a new run does not overwrite the finished batches
+    assert main(["sample", *args, "--seed", "6", "--resume", "-o", str(out)]) == 2  # other parameters: refused
+    assert main(["sample", *args, "--resume", "-o", str(out)]) == 0
+    full = [Chem.MolToSmiles(m) for m in Chem.SDMolSupplier(str(tmp_path / "full.sdf"), sanitize=False)]
+    resumed = [Chem.MolToSmiles(m) for m in Chem.SDMolSupplier(str(out), sanitize=False)]
+    assert len(resumed) == 60 and resumed == full
+    assert not sidecar.exists() and not (tmp_path / "cut.sdf.partial.sdf").exists()
+
+
+def test_stale_temporary_files_are_removed(tmp_path):
+    import os
+
+    from moldiff.io_utils import remove_stale_tmp
+
+    stale = tmp_path / ".out.sdf.abc123.tmp"
+    stale.write_text("half")
+    os.utime(stale, (1e9, 1e9))
+    keep = tmp_path / "notes.tmp"
+    keep.write_text("mine")
+    assert remove_stale_tmp(tmp_path) == [stale]
+    assert not stale.exists() and keep.exists()
+
+
+def test_valid_only_png_with_nothing_valid(checkpoint, tmp_path, capsys):
+    """--valid-only --png when no sample sanitises (1 step of a tiny model): no picture, a line that says
+    so, and an SDF with no records that still reads."""
+    out, png = tmp_path / "v.sdf", tmp_path / "v.png"
+    assert sample(checkpoint, out, "-n", "3", "--steps", "1", "--valid-only", "--png", str(png)) == 0
+    with open(out, "rb") as handle:
+        mols = list(Chem.ForwardSDMolSupplier(handle, sanitize=False))
+    if mols:
+        pytest.skip("a 1-step sample sanitised")
+    assert not png.exists() and "no molecule to draw" in capsys.readouterr().err
