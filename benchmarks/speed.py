@@ -1,9 +1,9 @@
-"""Speed of training and sampling through moldiff's real code paths (Trainer.train_step, DiffusionChain.sample_iter).
+"""Speed of training and sampling through moldiff's real code paths (Trainer.train_step, moldiff.sampling.iter_chain).
 
     python benchmarks/speed.py --preset edm --device cpu --json out.json
     python benchmarks/speed.py --preset edm --variants reference:fp32,fast:fp32,fast:bf16 --repeats 7
 
-Each *variant* is ``kernel:dtype`` with kernel in {reference, fast, compiled} (moldiff.nn.egnn.set_kernel) and
+Each *variant* is ``kernel:dtype`` with kernel in {reference, fast, compiled} (EGNN.set_kernel) and
 dtype in {fp32, bf16} (bf16 = TrainConfig.bf16 autocast for training; the same autocast around the sampler).
 All variants are measured in the SAME process, interleaved step by step (variant A, B, C, A, B, C, ...), so a
 background load hits them alike; medians, min/max and the ratio of each variant to the first are reported.
@@ -20,7 +20,6 @@ alternating subprocesses (the glibc setting cannot be undone inside one process)
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -38,8 +37,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from moldiff.config import load_config
 from moldiff.nn import egnn
-from moldiff.sampling import draw_sizes, empty_graph
+from moldiff.sampling import draw_size, empty_graph, iter_chain, molecule_seed
 from moldiff.train import Trainer
+
+from common import command_line, machine_info, parser, set_threads, write_json  # benchmarks/common.py
 
 
 # ----- helpers -------------------------------------------------------------------------------------
@@ -109,6 +110,12 @@ def vname(v: tuple) -> str:
     return ":".join(str(p) for p in v)
 
 
+def set_kernels(trainer: Trainer, kernel: str) -> str:
+    """Switch the trained and the EMA network (which samples) to ``kernel``; returns the previous one."""
+    trainer.ema.model.set_kernel(kernel)
+    return trainer.net.set_kernel(kernel)
+
+
 class Variant:
     """Switches the process to one variant for the duration of a ``with`` block."""
 
@@ -120,7 +127,7 @@ class Variant:
         self.old_threads = torch.get_num_threads()
         if self.threads:
             torch.set_num_threads(self.threads)
-        self.old_kernel = egnn.set_kernel(self.kernel)
+        self.old_kernel = set_kernels(self.trainer, self.kernel)
         self.old_cfg = self.trainer.cfg
         self.trainer.cfg = dataclasses.replace(self.old_cfg, train=dataclasses.replace(
             self.old_cfg.train, bf16=self.dtype == "bf16"))
@@ -132,7 +139,7 @@ class Variant:
 
     def __exit__(self, *exc):
         torch.set_num_threads(self.old_threads)
-        egnn.set_kernel(self.old_kernel)
+        set_kernels(self.trainer, self.old_kernel)
         self.trainer.cfg = self.old_cfg
 
 
@@ -216,7 +223,7 @@ def largest_batch(trainer: Trainer, variants, start: int, max_batch: int, repeat
 
 # ----- sampling ------------------------------------------------------------------------------------
 def bench_sample(trainer: Trainer, variants, sizes: list[int], steps: int, warmup: int) -> dict:
-    """Seconds per denoising step of DiffusionChain.sample_iter (the path generate_batches runs)."""
+    """Seconds per denoising step of moldiff.sampling.iter_chain (the path generate_batches runs)."""
     gen = trainer.generator
     dev = trainer.device
     fc = gen.config.features
@@ -229,7 +236,7 @@ def bench_sample(trainer: Trainer, variants, sizes: list[int], steps: int, warmu
     iters = {}
     for v in variants:
         g = torch.Generator(device=dev).manual_seed(0)
-        iters[vname(v)] = gen.chain.sample_iter(net, template, graph, steps, False, g)
+        iters[vname(v)] = iter_chain(net, gen.chain, template, graph, steps=steps, generator=g)
     with torch.no_grad():
         for r in range(steps - 1):
             for v in variants:
@@ -295,7 +302,7 @@ def add_ratios(section: dict, base: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, threads=True, json=None)
     ap.add_argument("--preset", default=None, help="named configuration (default edm, or the one --config names)")
     ap.add_argument("--config", default=None, help="TOML file overriding the preset, as for moldiff train")
     ap.add_argument("--device", default="cpu")
@@ -305,7 +312,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--largest-variants", default=None, help="variants of the batch sweep (default: the last one)")
     ap.add_argument("--repeats", type=int, default=5, help="timed steps per variant and measurement")
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--bf16", action="store_true", help="shorthand: the measured variant uses bf16 autocast")
     ap.add_argument("--compile", action="store_true", help="shorthand: the measured variant uses torch.compile")
     ap.add_argument("--variants", default=None, help="comma list of kernel:dtype, first = baseline; "
@@ -319,11 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--allocator-rounds", type=int, default=3)
     ap.add_argument("--allocator-variant", default="fast:fp32")
     ap.add_argument("--gemm-size", type=int, default=2048)
-    ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     device = torch.device(args.device)
     main_variant = ("compiled" if args.compile else "fast", "bf16" if args.bf16 else "fp32")
     variants = parse_variants(args.variants) if args.variants else [("reference", "fp32"), main_variant]
@@ -355,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 peaks.setdefault(key, []).append(matmul_peak(device, dt, args.gemm_size))
             torch.set_num_threads(base_threads)
 
+    info = machine_info(device)  # at the start: the load and threads the measurement began with
     measure_peaks()
     out: dict = {
         "preset": cfg.preset, "device": str(device), "parameters": n_params, "threads": torch.get_num_threads(),
@@ -362,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(), "variants": [vname(v) for v in variants],
         "baseline": base, "repeats": args.repeats, "warmup": args.warmup,
         "allocator_tuned": os.environ.get("MOLDIFF_TUNE_ALLOCATOR", "1") != "0",
-        "load_average_start": load, "command": " ".join([Path(sys.argv[0]).name] + (argv or sys.argv[1:])),
+        "load_average_start": load, "command": command_line(argv),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if device.type == "cuda":
@@ -377,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         out["train_largest_variants"] = [vname(v) for v in sweep]
     if "sample" in parts:
         g = torch.Generator().manual_seed(0)
-        sizes = draw_sizes(trainer.stats.n_atoms_hist, args.sample_molecules, g)
+        sizes = [draw_size(trainer.stats.n_atoms_hist, molecule_seed(0, k)) for k in range(args.sample_molecules)]
         print(f"sampling, {args.sample_molecules} molecules from p(N) ({sum(sizes)} atoms) ...", flush=True)
         out["sample_pN"] = bench_sample(trainer, variants, sizes, steps, args.warmup)
     if "sample19" in parts:
@@ -413,8 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     if "allocator_ab" in out:
         print("allocator: default/tuned step time ratio", round(out["allocator_ab"]["ratio_default_over_tuned"], 2))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        write_json(args.json, out, indent=2, info=info)
     return 0
 
 

@@ -11,9 +11,6 @@ from moldiff.pretrained import pretrained_path
 from moldiff.sampling import generate
 
 
-_DEFAULT_THREADS = torch.get_num_threads()  # what torch chose at import: the caller has not set threads
-
-
 def load_pretrained(name: str = "qm9", device: str | torch.device | None = None) -> Generator:
     """A model shipped with moldiff, by name (``"qm9"``), with its EMA weights."""
     return load(pretrained_path(name), device)
@@ -36,14 +33,15 @@ def sample(n: int, model: Generator | str = "qm9", *, steps: int | None = None, 
     Each ``Mol`` has a 3D conformer and the property ``moldiff_valid``; with ``keep_invalid=False``
     samples RDKit cannot sanitise are left out (so fewer than ``n`` may come back). A progress bar shows on
     stderr unless ``progress=False``. Threads are picked as the command line picks them — the cores idle now —
-    unless ``threads`` is given (or the caller set ``torch.set_num_threads`` before, which is then kept).
+    unless ``threads`` is given or the caller chose torch's thread count (``torch.set_num_threads`` to a number
+    other than torch's default, or $OMP_NUM_THREADS), which is then kept.
     ``bf16`` is used only where the CPU or GPU has native bf16 (else a warning and fp32).
     """
-    from moldiff.runtime import resolve_bf16, set_threads
+    from moldiff.runtime import resolve_bf16, set_threads, threads_chosen_by_user
 
     if isinstance(model, str):
         model = load(model) if Path(model).suffix == ".pt" else load_pretrained(model)
-    if threads is not None or torch.get_num_threads() == _DEFAULT_THREADS:
+    if threads is not None or not threads_chosen_by_user():
         set_threads(threads)
     mols = generate(model, n, steps=steps, seed=seed, n_atoms=n_atoms, deterministic=deterministic,
                     batch_size=batch_size, spacing=spacing, bf16=resolve_bf16(bf16, model.device),

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+_IMPORTED = time.time()
 
 
 @contextmanager
@@ -68,3 +72,48 @@ def _monotonic() -> float:
 
 
 _START_MONOTONIC = _monotonic()
+
+
+# what atomic_path leaves behind when the process dies between creating and replacing: ".{name}.XXXXXXXX.tmp"
+# (tempfile.mkstemp: 8 characters of [a-z0-9_])
+_TMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+
+
+def process_start_time() -> float:
+    """When this process started (seconds since the epoch): from /proc where it exists, else when this module
+    was imported (before any atomic write of this process)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return min(_IMPORTED, boot + ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return _IMPORTED
+
+
+def remove_stale_tmp(directory: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Remove the temporary files an interrupted :func:`atomic_path` left in ``directory`` (for the output
+    ``name`` only, when given); returns the paths removed.
+
+    Only regular files named like atomic_path's (``.{name}.XXXXXXXX.tmp``) and last modified before this
+    process started are removed: nothing else, and no temporary file of a write in progress in this process.
+    """
+    directory = Path(directory)
+    started = process_start_time()
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TMP_PATTERN.match(entry.name)
+        if not match or (name is not None and match["name"] != name):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_mtime >= started:
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed

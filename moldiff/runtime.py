@@ -74,9 +74,47 @@ def set_threads(threads: int | None) -> int:
     """Use ``threads`` torch threads, or :func:`free_cores` when None; returns the number set."""
     import torch
 
+    global _threads_set
     n = threads or free_cores()
     torch.set_num_threads(n)
+    _threads_set = n
     return n
+
+
+_threads_set: int | None = None  # the thread count set_threads last chose
+
+
+def default_threads(cpuinfo: str | None = None) -> int:
+    """The thread count torch starts with when nobody sets one: $OMP_NUM_THREADS (or $MKL_NUM_THREADS), else
+    the physical cores (distinct physical id / core id pairs of /proc/cpuinfo; ``os.cpu_count()`` where that
+    file does not say)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        text = cpuinfo if cpuinfo is not None else Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    cores, phys = set(), None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "physical id":
+            phys = value.strip()
+        elif key.strip() == "core id":
+            cores.add((phys, value.strip()))
+    return len(cores) or os.cpu_count() or 1
+
+
+def threads_chosen_by_user() -> bool:
+    """Whether torch's thread count was set by the caller (``torch.set_num_threads``, $OMP_NUM_THREADS): it
+    differs from torch's default and from what :func:`set_threads` last set."""
+    import torch
+
+    if any(os.environ.get(var, "").strip() for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
+        return True
+    n = torch.get_num_threads()
+    return n != _threads_set and n != default_threads()
 
 
 def distributed_setup(device: str | None = None):
@@ -148,13 +186,29 @@ def bf16_supported(device=None, flags: set[str] | None = None) -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # no /proc/cpuinfo: torch's own check
 
 
-def resolve_bf16(requested: bool, device=None, warn=None) -> bool:
-    """``requested`` where bf16 is native on ``device``; else False, with one warning line (to stderr)."""
+_bf16_warned: set[str] = set()
+
+
+def resolve_bf16(requested: bool, device=None, warn=None, flags: set[str] | None = None) -> bool:
+    """``requested`` where bf16 is native on ``device``; else False, with a warning (once per process and kind of
+    device, one line on stderr, or to ``warn``): without bf16 instructions torch emulates bf16, slower than fp32.
+    ``flags`` stands in for the CPU's instruction-set flags (see :func:`bf16_supported`)."""
+    import torch
+
     if not requested:
         return False
-    if bf16_supported(device):
+    if bf16_supported(device, flags):
         return True
-    message = ("bf16 requested but this CPU has no bf16 instructions (avx512_bf16/amx_bf16): running fp32, "
-               "which is faster here")
-    (warn or (lambda m: print(f"warning: {m}", file=sys.stderr)))(message)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cpu":
+        capability = torch.backends.cpu.get_cpu_capability() if flags is None else \
+            ("AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "DEFAULT")
+        message = f"bf16 requested but this CPU has no bf16 instructions ({capability} only); running fp32"
+    else:
+        message = f"bf16 requested but {dev.type} device {dev} has no native bf16; running fp32"
+    if warn is not None:
+        warn(message)
+    elif dev.type not in _bf16_warned:
+        _bf16_warned.add(dev.type)
+        print(f"warning: {message}", file=sys.stderr)
     return False

@@ -23,15 +23,16 @@ MAX_ATTEMPTS = 3  # draws of one molecule whose chain went to NaN/inf before it 
 NoiseFn = Callable[[State, Graph], State]
 
 
-def run_chain(model: Callable, chain: DiffusionChain, template: State, graph: Graph, *, steps: int | None = None,
-              spacing: str = "uniform", deterministic: bool = False, generator: torch.Generator | None = None,
-              noise: NoiseFn | None = None, hooks: Sequence[Hook] = (), cond: torch.Tensor | None = None,
-              on_eval: Callable[[], None] | None = None) -> State:
-    """The reverse chain from z_T ~ N(0, I) to the final x̂, in S = ``steps`` steps of :meth:`DiffusionChain.step`.
+def iter_chain(model: Callable, chain: DiffusionChain, template: State, graph: Graph, *, steps: int | None = None,
+               spacing: str = "uniform", deterministic: bool = False, generator: torch.Generator | None = None,
+               noise: NoiseFn | None = None, hooks: Sequence[Hook] = (), cond: torch.Tensor | None = None
+               ) -> Iterator[tuple[int, State]]:
+    """The reverse chain from z_T ~ N(0, I), one :meth:`DiffusionChain.step` at a time: yields (s, z_s) after
+    each step t → s and finally (−1, x̂), after the hooks have seen it.
 
     ``model(z, t, graph[, cond])`` predicts ε with t in [0, 1]; ``noise(template, graph)`` draws the standard
     normal noise (default: :func:`sample_noise` with ``generator``); every hook is called after every step
-    (:mod:`moldiff.hooks`) and may replace the state; ``on_eval`` is called after each network evaluation.
+    (:mod:`moldiff.hooks`) and may replace the state.
     """
     draw = noise or (lambda tmpl, g: sample_noise(tmpl, g, generator))
     extra = () if cond is None else (cond,)
@@ -45,13 +46,19 @@ def run_chain(model: Callable, chain: DiffusionChain, template: State, graph: Gr
         out = chain.step(z, eps_hat, t, s, graph, generator, deterministic,
                          noise=None if deterministic or noise is None else draw(z, graph))
         z = _apply(hooks, t_int, s_int, out, graph)
-        if on_eval:
-            on_eval()
+        yield s_int, z
     t0 = torch.zeros(G, dtype=torch.long, device=dev)
     x_hat = chain.final(z, model(z, t0.to(z.x.dtype), graph, *extra), graph)
-    if on_eval:
-        on_eval()
-    return _apply(hooks, 0, -1, StepOutput(x_hat, x_hat), graph)
+    yield -1, _apply(hooks, 0, -1, StepOutput(x_hat, x_hat), graph)
+
+
+def run_chain(model: Callable, chain: DiffusionChain, template: State, graph: Graph,
+              on_eval: Callable[[], None] | None = None, **options) -> State:
+    """The final x̂ of :func:`iter_chain` (same options); ``on_eval`` is called after each network evaluation."""
+    for _, z in iter_chain(model, chain, template, graph, **options):
+        if on_eval:
+            on_eval()
+    return z
 
 
 def _apply(hooks: Sequence[Hook], t: int, s: int, out: StepOutput, graph: Graph) -> State:
