@@ -174,7 +174,7 @@ def timed_step(fn, dev: torch.device, name: str, r: int, warmup: int, times: dic
 
 def bench_train(trainer: Trainer, variants, batch_size: int, repeats: int, warmup: int) -> dict:
     dev = trainer.device
-    batches = [trainer.collate(batch_indices(trainer, batch_size, k)) for k in range(repeats + warmup)]
+    batches = [trainer.batches().collate(batch_indices(trainer, batch_size, k)) for k in range(repeats + warmup)]
     times = {vname(v): [] for v in variants}
     cpu = {vname(v): [] for v in variants}
     peaks, flops, losses = {}, {}, {}
