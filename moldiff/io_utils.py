@@ -44,39 +44,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, text.encode("utf-8"))
 
 
-def remove_stale_tmp(directory: str | os.PathLike, older_than: float | None = None) -> list[Path]:
-    """Remove the temporary files an interrupted :func:`atomic_path` left in ``directory`` (``.<name>.<random>.tmp``
-    older than ``older_than``, a Unix time, by default this process's start); returns what was removed."""
-    import time
-
-    directory = Path(directory)
-    cutoff = older_than if older_than is not None else time.time() - time.monotonic() + _START_MONOTONIC
-    removed = []
-    try:
-        candidates = list(directory.glob(".*.tmp"))
-    except OSError:
-        return removed
-    for path in candidates:
-        try:
-            if path.is_file() and path.stat().st_mtime < cutoff and path.name.count(".") >= 3:
-                path.unlink()
-                removed.append(path)
-        except OSError:
-            pass
-    return removed
-
-
-def _monotonic() -> float:
-    import time
-    return time.monotonic()
-
-
-_START_MONOTONIC = _monotonic()
-
-
 # what atomic_path leaves behind when the process dies between creating and replacing: ".{name}.XXXXXXXX.tmp"
-# (tempfile.mkstemp: 8 characters of [a-z0-9_])
-_TMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+# (tempfile.mkstemp: 8 characters of [a-z0-9_]; 6 to 16 accepted)
+_TMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{6,16}\.tmp$")
 
 
 def process_start_time() -> float:
@@ -91,15 +61,17 @@ def process_start_time() -> float:
         return _IMPORTED
 
 
-def remove_stale_tmp(directory: str | os.PathLike, name: str | None = None) -> list[Path]:
+def remove_stale_tmp(directory: str | os.PathLike, name: str | None = None,
+                     older_than: float | None = None) -> list[Path]:
     """Remove the temporary files an interrupted :func:`atomic_path` left in ``directory`` (for the output
     ``name`` only, when given); returns the paths removed.
 
-    Only regular files named like atomic_path's (``.{name}.XXXXXXXX.tmp``) and last modified before this
-    process started are removed: nothing else, and no temporary file of a write in progress in this process.
+    Only regular files (not links) named like atomic_path's (``.{name}.XXXXXXXX.tmp``) and last modified before
+    ``older_than`` (a Unix time; default: when this process started) are removed: nothing else, and no temporary
+    file of a write in progress in this process.
     """
     directory = Path(directory)
-    started = process_start_time()
+    started = process_start_time() if older_than is None else older_than
     removed = []
     try:
         entries = list(os.scandir(directory))
