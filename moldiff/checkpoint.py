@@ -36,6 +36,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     ``kind`` "inference" (what sampling needs) or "training" (what resuming needs) also checks that the
     checkpoint holds those entries with the right types before anything is built from it.
     """
+    if kind is not None and kind not in _REQUIRED:
+        raise ValueError(f"unknown checkpoint kind {kind!r}; use one of {', '.join(_REQUIRED)}")
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}" if not path.exists() else
@@ -44,7 +46,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         blob = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch.load fails in many ways on foreign bytes; all mean the same
         # torch's own message advises loading with weights_only=False, i.e. running the file's code: never pass it on
-        unsafe = "weights_only" in str(err) or "Unsupported global" in str(err)
+        # (an unpickler that met a GLOBAL: the file names Python objects to build; any other failure: bytes
+        # that are not a checkpoint, e.g. a copy cut short, an empty file, a text file)
+        unsafe = "GLOBAL" in str(err) or "Unsupported global" in str(err)
         why = ("it holds Python objects besides tensors and plain data (refused: a checkpoint is data, never "
                "code)") if unsafe else "it is damaged or not a PyTorch file"
         raise CheckpointError(f"cannot read checkpoint {path}: {why}") from None
