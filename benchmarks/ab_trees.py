@@ -9,10 +9,8 @@ sampling with the shipped model (one thread, one batch) and training steps of th
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -20,21 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import command_line, machine_info, parser, write_json
+
 CASES = {
     "sample_250x200": ["sample", "-n", "250", "--steps", "200", "--threads", "1", "--seed", "0", "--no-progress"],
     "train_noh_40_steps": ["train", "--preset", "qm9-bonds-noh", "--max-steps", "40", "--threads", "1",
                            "--eval-samples", "0", "--eval-every", "1000", "--no-progress"],
 }
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def run_case(tree: Path, args: list[str], workdir: Path, data: str) -> float:
@@ -55,17 +45,16 @@ def run_case(tree: Path, args: list[str], workdir: Path, data: str) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, json=None)
     ap.add_argument("--a", type=Path, required=True, help="tree A (the baseline)")
     ap.add_argument("--b", type=Path, required=True, help="tree B")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--data", default=os.environ.get("MOLDIFF_DATA", str(Path("data/cache").resolve())))
-    ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    out = {"command": "python benchmarks/ab_trees.py " + " ".join(sys.argv[1:]), "cpu": cpu_model(),
-           "cores": os.cpu_count(), "python": platform.python_version(),
-           "load_average_start": os.getloadavg(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    info = machine_info()
+    out = {"command": command_line(), "cpu": info["cpu_model"], "cores": info["cpu_count"], "python": info["python"],
+           "load_average_start": os.getloadavg(), "time": info["time"],
            "a": str(args.a), "b": str(args.b), "cases": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases.split(","):
@@ -79,8 +68,7 @@ def main() -> None:
             print(name, json.dumps(out["cases"][name]["median"]), out["cases"][name]["ratio_b_over_a"], flush=True)
     out["load_average_end"] = os.getloadavg()
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
+        write_json(args.json, out, info=info)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ size of the control's.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
@@ -32,6 +31,8 @@ import torch
 
 from moldiff.config import load_config
 from moldiff.train import Trainer
+
+from common import command_line, machine_info, parser, save_figure, write_json
 
 RUNS = ("fp32", "bf16", "control")
 
@@ -116,11 +117,11 @@ def plot(path: str, per_seed: list[dict], title: str) -> None:
     b.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, threads=True, json=None)
     ap.add_argument("--preset", default="edm")
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)
@@ -129,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2,3,4")
     ap.add_argument("--window", type=int, default=25)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--json", default=None)
-    ap.add_argument("--plot", default=None)
+    ap.add_argument("--plot", type=Path, default=None, help="PNG of seed 0's curves and every seed's gap")
     args = ap.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -147,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg, model=dataclasses.replace(cfg.model, hidden=args.hidden, layers=args.layers),
         train=dataclasses.replace(cfg.train, batch_size=args.batch, lr=args.lr, warmup_steps=20, ema_decay=0.999,
                                   num_threads=args.threads, val_molecules=256))
+    info = machine_info()
     per_seed = []
     for seed in seeds:
         per_seed.append(one_seed(cfg, seed, args.steps, args.window))
@@ -158,12 +158,10 @@ def main(argv: list[str] | None = None) -> int:
                        "threads": torch.get_num_threads()},
             "summary": summary,
             "per_seed": per_seed,
+            "command": command_line(argv, "bf16_loss_curve.py"),
         }
         if args.json:  # rewritten after every seed, so a long run keeps what it has measured
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(args.json).with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(out, indent=1) + "\n")
-            tmp.replace(args.json)
+            write_json(args.json, out, info=info)
     print(json.dumps({k: {"mean": v["mean"], "sd": v["sd"]} for k, v in summary.items()}, indent=1))
     for s in per_seed:
         print(f"seed {s['seed']}: last third {s['mean_loss_last_third']}, validation "

@@ -5,10 +5,10 @@
 """
 from __future__ import annotations
 
-import argparse
 import ast
-import json
 from pathlib import Path
+
+from common import command_line, parser, write_json
 
 
 def units(path: Path) -> list[tuple[str, int]]:
@@ -39,19 +39,19 @@ def survey(root: Path, top: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, json=None)
     ap.add_argument("root", type=Path, help="the package folder (e.g. moldiff)")
     ap.add_argument("--top", type=int, default=12)
-    ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     out = survey(args.root, args.top)
+    out["command"] = command_line()
     for mod, n in out["modules"].items():
         print(f"{n:5d}  {mod}")
     print(f"{out['total_lines']:5d}  total\nlargest units:")
     for u in out["largest_units"]:
         print(f"{u['lines']:5d}  {u['unit']}")
     if args.json:
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
+        write_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -4,25 +4,25 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 from moldiff.api import load, load_pretrained
 from moldiff.data.qm9 import QM9, load_processed
 from moldiff.data.store import without_hydrogens
-from moldiff.io_utils import atomic_write_text
 from moldiff.likelihood import estimate_nll
+
+from common import RESULTS, machine_info, parser, set_threads, write_json
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, threads=True, json=RESULTS / "nll.json")
     ap.add_argument("--checkpoint", help="checkpoint (default: the shipped 'qm9' model)")
     ap.add_argument("-n", type=int, default=1000, help="test molecules (the first n of the test split)")
     ap.add_argument("--t-samples", type=int, default=1, help="timesteps per molecule (stratified)")
-    ap.add_argument("--json", type=Path, default=Path("benchmarks/results/nll.json"))
     args = ap.parse_args()
+    set_threads(args.threads)
+    info = machine_info()
     gen = load(args.checkpoint) if args.checkpoint else load_pretrained("qm9")
     blob = load_processed()
     if gen.config.features.implicit_h:  # heavy-atom graphs: the bound of what the chain carries
@@ -32,8 +32,8 @@ def main() -> None:
     out = estimate_nll(gen, [test[k] for k in range(min(args.n, len(test)))], t_samples=args.t_samples)
     out.update(seconds=round(time.perf_counter() - start, 1), model=gen.info, t_samples=args.t_samples,
                command=f"python benchmarks/nll.py{' --checkpoint ' + args.checkpoint if args.checkpoint else ''} -n {args.n} "
-                       f"--t-samples {args.t_samples}")
-    atomic_write_text(args.json, json.dumps(out, indent=1, default=str) + "\n")
+                       f"--t-samples {args.t_samples}" + (f" --threads {args.threads}" if args.threads else ""))
+    write_json(args.json, out, info=info)
     print(json.dumps(out, default=str))
 
 

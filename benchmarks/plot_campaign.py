@@ -9,7 +9,6 @@ after that step are drawn.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from moldiff.io_utils import atomic_path, atomic_write_text  # noqa: E402
+from common import RESULTS, parser, read_jsonl, save_figure, write_json  # noqa: E402
 
 SERIES = [("mol_stable", "molecule stability (protocol)"), ("valid", "validity (protocol)"),
           ("own_mol_stable", "molecule stability (own bonds)"), ("own_valid", "validity (own bonds)"),
@@ -29,23 +28,19 @@ CAMPAIGN = ("qm9-bonds", "qm9-bonds-noh", "qm9-bonds-noh-cooldown", "qm9-bonds-n
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, out=RESULTS / "campaign_curve.png")
     ap.add_argument("--runs", type=Path, nargs="*",
                     default=[Path("data/campaign") / run / "metrics.jsonl" for run in CAMPAIGN])
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/campaign_curve.png"))
     args = ap.parse_args()
     data, loss = {}, {}
     for path in args.runs:
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = read_jsonl(path)
         branch = path.parent / "branch.json"
         if branch.exists():
             start = json.loads(branch.read_text())["step"]
             rows = [r for r in rows if r["step"] > start]
         snaps = path.parent / "snapshot_metrics.jsonl"  # EMA snapshots scored after the fact (GPU segments)
-        if snaps.exists():
-            rows_s = [json.loads(line) for line in snaps.read_text().splitlines() if line.strip()]
-        else:
-            rows_s = []
+        rows_s = read_jsonl(snaps) if snaps.exists() else []
         data[path.parent.name] = sorted([r for r in rows if "samples" in r] + rows_s, key=lambda r: r["epoch"])
         loss[path.parent.name] = [{k: r.get(k) for k in ("epoch", "step", "hours", "gpu_hours", "device", "val_loss")}
                                   for r in rows]
@@ -88,9 +83,8 @@ def main() -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(args.out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    atomic_write_text(args.out.with_suffix(".json"), json.dumps({"samples": data, "loss": loss}, indent=1) + "\n")
+    save_figure(fig, args.out, dpi=110)
+    write_json(args.out.with_suffix(".json"), {"samples": data, "loss": loss})
     print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
 
 

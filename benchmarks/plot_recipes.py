@@ -16,7 +16,6 @@ it). Sampling for the evaluations is not counted.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -26,7 +25,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from moldiff.config import PRESETS, load_config  # noqa: E402
-from moldiff.io_utils import atomic_path, atomic_write_text  # noqa: E402
+
+from common import RESULTS, parser, read_jsonl, save_figure, write_json, write_text  # noqa: E402
 
 PANELS = [("mol_stable", "molecule stability, distance protocol (%)"),
           ("valid", "validity, distance protocol (%)"),
@@ -81,16 +81,15 @@ def markdown_table(series: dict[str, list[dict]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, out=RESULTS / "recipe_curves.png")
     ap.add_argument("--campaign", type=Path, default=Path("data/campaign"))
     ap.add_argument("--costs", type=Path, nargs="*", default=[], help="speed.py JSON files (module docstring)")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/recipe_curves.png"))
     args = ap.parse_args(argv)
     costs = step_costs(args.costs)
     series = {}
     for path in sorted(args.campaign.glob("*/metrics.jsonl")):
         run = path.parent.name
-        rows = recipe_rows([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+        rows = recipe_rows(read_jsonl(path))
         branch = branch_point(path.parent)
         if branch is not None:  # the parent's rows up to the branch point are the parent's; keep the last of them
             before = [r for r in rows if r["step"] <= branch[1]]
@@ -129,10 +128,9 @@ def main(argv: list[str] | None = None) -> int:
             ax.legend(fontsize=8)
     fig.suptitle("Recipes from scratch on the 2-core CPU (500 EMA samples, 100 sampler steps per point)")
     fig.tight_layout()
-    with atomic_path(args.out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    atomic_write_text(args.out.with_suffix(".json"), json.dumps({"costs": costs, "runs": series}, indent=1) + "\n")
-    atomic_write_text(args.out.with_suffix(".md"), markdown_table(series))
+    save_figure(fig, args.out, dpi=100)
+    write_json(args.out.with_suffix(".json"), {"costs": costs, "runs": series})
+    write_text(args.out.with_suffix(".md"), markdown_table(series))
     print(f"wrote {args.out} and its data as .json and .md")
     return 0
 

@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import tempfile
@@ -14,13 +13,14 @@ from pathlib import Path
 import torch
 
 from moldiff.data.qm9 import QM9, load_processed
-from moldiff.io_utils import atomic_write_text
+
+from common import RESULTS, machine_info, parser, write_json
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", type=Path, default=Path("benchmarks/results/processing.json"))
+    ap = parser(__doc__, json=RESULTS / "processing.json")
     args = ap.parse_args()
+    info = machine_info()
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
         blob = load_processed(root, progress=False)
@@ -41,7 +41,7 @@ def main() -> None:
               "cache_mb": round(size / 1e6, 1), "data_item_ms": round(per_item * 1e3, 3),
               "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
               "command": "python benchmarks/processing.py"}
-    atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
+    write_json(args.json, result, info=info)
     print(json.dumps(result))
 
 

@@ -1,6 +1,6 @@
 """Reproduce the published QM9 row (EDM protocol) on real QM9 test molecules and explain the failures.
 
-    python benchmarks/qm9_row.py [-n 10000] [--seed 0]
+    python benchmarks/qm9_row.py [-n 10000] [--seed 0] [--json benchmarks/results/qm9_row.json]
 
 A fixed random subset of the test split (``numpy.random.default_rng(seed)``) is judged with the distance
 protocol. Writes ``benchmarks/results/qm9_row.json`` (figures, wall time) and ``qm9_row.md`` (table and
@@ -9,11 +9,8 @@ the kinds of failing molecules). Failures are classified against the chemically 
 """
 from __future__ import annotations
 
-import argparse
-import platform
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 from rdkit import Chem, rdBase
@@ -23,10 +20,11 @@ from moldiff.chem.metrics import (Proportion, canonical_from_smiles, canonical_s
 from moldiff.chem.perceive import perceive_mol
 from moldiff.chem.protocol import BOND_LENGTHS_PM, MARGINS_PM, VALENCES
 from moldiff.data.reference_qm9 import load_reference
-from moldiff.evaluate import qm9_sample, write_json
+from moldiff.evaluate import qm9_sample
+
+from common import RESULTS, machine_info, parser, write_json, write_text
 
 PUBLISHED = {"atom_stability": 0.990, "molecule_stability": 0.952, "validity": 0.977}
-RESULTS = Path(__file__).resolve().parent / "results"
 NITRO = Chem.MolFromSmarts("[N+](=O)[O-]")
 
 
@@ -82,10 +80,10 @@ def classify(elements, pos, order) -> tuple[str, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-n", type=int, default=10_000)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    ap = parser(__doc__, seed=0, json=RESULTS / "qm9_row.json")
+    ap.add_argument("-n", type=int, default=10_000)
+    args = ap.parse_args()
+    info = machine_info()
 
     t0 = time.perf_counter()
     records = qm9_sample("test", args.n, args.seed)
@@ -146,12 +144,10 @@ def main() -> None:
         "failures": {"unstable": dict(kinds_unstable.most_common()), "invalid": dict(kinds_invalid.most_common()),
                      "examples": {k: v[:5] for k, v in examples.items()}},
         "wall_time_s": {"read": round(t_read, 2), "evaluate": round(t_eval, 2)},
-        "machine": " ".join(filter(None, [platform.machine(), platform.processor()])) + ", 2 shared CPU cores",
+        "machine": f"{info['cpu_model']}, {info['cpu_count']} CPU cores",
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    write_json(out, RESULTS / "qm9_row.json")
-    (RESULTS / "qm9_row.md").write_text(markdown(out, len(records)))
-    print((RESULTS / "qm9_row.md").read_text())
+    write_json(args.json, out, indent=2, info=info)
+    print(write_text(args.json.with_suffix(".md"), markdown(out, len(records))).read_text())
 
 
 def markdown(out: dict, n: int) -> str:
@@ -165,14 +161,14 @@ def markdown(out: dict, n: int) -> str:
         "| metric | measured | 95 % interval | count | published | difference (points) |",
         "|---|---|---|---|---|---|",
     ]
-    for k, pub in out["published"].items():
+    for k in (*out["published"], "connected_validity", "uniqueness", "novelty"):
+        if "value" not in m[k]:
+            continue
         lo, hi = m[k]["ci95"]
+        pub = out["published"].get(k)
+        tail = " | |" if pub is None else f" {100 * pub:.1f} % | {out['difference_points'][k]:+.2f} |"
         lines.append(f"| {k.replace('_', ' ')} | {100 * m[k]['value']:.2f} % | {100 * lo:.2f}–{100 * hi:.2f} | "
-                     f"{m[k]['count']}/{m[k]['total']} | {100 * pub:.1f} % | {out['difference_points'][k]:+.2f} |")
-    for k in ("connected_validity", "uniqueness", "novelty"):
-        if "value" in m[k]:
-            lines.append(f"| {k.replace('_', ' ')} | {100 * m[k]['value']:.2f} % | "
-                         f"{100 * m[k]['ci95'][0]:.2f}–{100 * m[k]['ci95'][1]:.2f} | {m[k]['count']}/{m[k]['total']} | | |")
+                     f"{m[k]['count']}/{m[k]['total']} |" + tail)
     for k in ("atom_type_tv", "bond_length_w1", "bond_angle_w1"):
         if "value" in m[k]:
             lines.append(f"| {k.replace('_', ' ')} (vs train) | {m[k]['value']:.4f} {m[k].get('unit', '')} | | | | |")

@@ -9,20 +9,19 @@ and with the model's own bonds and formal charges under the charge-aware valency
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from moldiff.api import load, load_pretrained
 from moldiff.chem.metrics import evaluate
 from moldiff.data.reference_qm9 import load_reference
-from moldiff.io_utils import atomic_write_text
 from moldiff.sampling import generate
+
+from common import RESULTS, command_line, machine_info, parser, set_threads, write_json, write_text
 
 PUBLISHED = {  # atom stab, mol stab, validity, validity × uniqueness (QM9, 10,000 samples, EDM protocol)
     "EDM (1000 steps)": (98.7, 82.0, 91.9, 90.7),
@@ -42,20 +41,17 @@ def value(report: dict, key: str) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, threads=True, seed=0, json=RESULTS / "quality.json")
     ap.add_argument("--checkpoint", help="checkpoint file (default: the shipped 'qm9' model)")
     ap.add_argument("-n", type=int, default=1000)
     ap.add_argument("--steps", default="100", help="comma-separated sampler step counts")
     ap.add_argument("--ddim", action="store_true")
     ap.add_argument("--bf16", action="store_true", help="sample under bf16 autocast (moldiff sample --bf16)")
     ap.add_argument("--spacing", default="uniform", help="how S steps spread over [0, T]: uniform, quadratic")
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=250)
-    ap.add_argument("--threads", type=int)
-    ap.add_argument("--json", type=Path, default=Path("benchmarks/results/quality.json"))
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
+    info = machine_info()
     gen = load(args.checkpoint) if args.checkpoint else load_pretrained("qm9")
     reference = load_reference("qm9")
     runs = []
@@ -74,10 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"steps": steps, "seconds": round(seconds, 1), **{k: runs[-1]["figures"][k] for k, _ in ROWS}}))
     result = {"model": gen.info, "config_preset": gen.config.preset, "seed": args.seed,
               "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "runs": runs,
-              "command": "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.json, json.dumps(result, indent=1, default=str) + "\n")
-    atomic_write_text(args.json.with_suffix(".md"), markdown(result))
+              "command": command_line(argv, "quality.py")}
+    write_json(args.json, result, info=info)
+    write_text(args.json.with_suffix(".md"), markdown(result))
     return 0
 
 

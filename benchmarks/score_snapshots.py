@@ -7,7 +7,6 @@ which benchmarks/plot_campaign.py draws beside the training log.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -16,17 +15,19 @@ from moldiff.quality import sample_quality
 from moldiff.runtime import set_threads
 from moldiff.train import append_metrics
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+from common import parser, read_jsonl
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser(__doc__, threads="threads (default: the cores idle now, as moldiff train picks them)")
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("-n", type=int, default=500)
     ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--threads", type=int)
     ap.add_argument("--keep", action="store_true", help="keep the snapshot files after scoring them")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     set_threads(args.threads)
     out = args.run_dir / "snapshot_metrics.jsonl"
-    done = {json.loads(line)["step"] for line in out.read_text().splitlines() if line.strip()} if out.exists() else set()
+    done = {row["step"] for row in read_jsonl(out)} if out.exists() else set()
     for path in sorted((args.run_dir / "snapshots").glob("*.pt")):
         gen = Generator.from_checkpoint(path)
         if gen.info["step"] not in done:
@@ -36,3 +37,8 @@ if __name__ == "__main__":
             print(json.dumps(row))
         if not args.keep:
             path.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
