@@ -210,7 +210,7 @@ def test_posterior_matches_bayes(toy_graph, t, s):
         assert torch.allclose(m, want, rtol=1e-8, atol=1e-12), k
     assert torch.allclose(std ** 2, torch.full((2,), var, dtype=F64), rtol=1e-8, atol=0)
     if s == t - 1:
-        # DESIGN.md §1, DDPM form: μ̃ = √ᾱ_{t−1} β_t/(1−ᾱ_t) x_0 + √α_t (1−ᾱ_{t−1})/(1−ᾱ_t) x_t,
+        # docs/chain.md §1 (DDPM notation): μ̃ = √ᾱ_{t−1} β_t/(1−ᾱ_t) x_0 + √α_t (1−ᾱ_{t−1})/(1−ᾱ_t) x_t,
         # β̃ = (1−ᾱ_{t−1})/(1−ᾱ_t) β_t, and μ̃ = (x_t − β_t/√(1−ᾱ_t) ε)/√α_t for the ε of x_t
         al = a2[t] / a2[t - 1]
         beta = 1 - al

@@ -1,4 +1,4 @@
-"""Noise schedules: the variance-preserving identities and the exact values of DESIGN.md §2."""
+"""Noise schedules: the variance-preserving identities and the exact values of docs/chain.md §2."""
 from __future__ import annotations
 
 import math
@@ -13,7 +13,7 @@ from moldiff.diffusion.schedule import KINDS, NoiseSchedule, ScheduleConfig, _cl
 def _reference(kind: str, T: int, s: float) -> list[float]:
     """An independent, scalar re-computation of ᾱ_t (t = 0..T) in plain Python floats.
 
-    polynomial_2 (DESIGN.md §2): α̂²_t = (1 − (t/(T+1))²)²; the per-step ratio α̂²_t/α̂²_{t−1}
+    polynomial_2 (docs/chain.md §2): α̂²_t = (1 − (t/(T+1))²)²; the per-step ratio α̂²_t/α̂²_{t−1}
     (α̂²_{−1} = 1) is clipped at ≥ 0.001 and the product rebuilt; then α² = (1 − 2s)·α̂² + s.
     cosine: f(t) = cos²(((t/(T+1)) + 0.008)/1.008 · π/2), normalised by f(0), clipped the same way.
     """
@@ -26,7 +26,7 @@ def _reference(kind: str, T: int, s: float) -> list[float]:
         raise ValueError(kind)
     out, prod, prev = [], 1.0, 1.0
     for v in raw:
-        prod *= max(v / prev, 0.001)  # ratios of the *unclipped* values, as DESIGN.md §2 / EDM do
+        prod *= max(v / prev, 0.001)  # ratios of the *unclipped* values, as docs/chain.md §2 / EDM do
         prev = v
         out.append((1.0 - 2.0 * s) * prod + s)
     return out

@@ -5,7 +5,7 @@ Hückel connectivity, which handles the strained and charged QM9 molecules where
 atom a valence RDKit cannot satisfy. Bond orders and formal charges come from ``DetermineBondOrders``
 for the given total charge.
 
-On 10,000 QM9 test molecules (benchmarks/qm9_row.md): distance connectivity alone perceives 94.7 %
+On 10,000 QM9 test molecules (benchmarks/results/qm9_row.md): distance connectivity alone perceives 94.7 %
 (``covFactor`` 1.2-1.4 makes no difference); with the Hückel retry 99.99 %, and 99.85 % reproduce the
 dataset's SMILES (the rest are resonance forms of zwitterions).
 """
