@@ -5,15 +5,19 @@ Usage::
     moldiff evaluate FILE [FILE...] [--reference qm9|none] [--json PATH] [--perceive]
     moldiff evaluate --dataset qm9 --split test -n 10000
 
-Molecules of all files are pooled. Molecules without 3D coordinates (SMILES) are scored on what applies;
-the report lists the skipped metrics and why. Errors are one line each on stderr; the exit code is
-non-zero only when nothing could be read.
+Molecules of all files (``.sdf``/``.mol``, ``.xyz``, ``.smi``, each optionally ``.gz``) are pooled. Molecules
+without 3D coordinates (SMILES) are scored on what applies; the report lists the skipped metrics and why.
+Errors are one line each on stderr, file content in them escaped and shortened. Exit codes: 0 when some
+molecules were scored (bad records are reported and skipped), 2 for bad input (nothing readable, an input
+that is a folder, FIFO or device, a ``--json`` path that is an input), 1 when the report cannot be written.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -110,9 +114,40 @@ def _jsonable(obj):
 
 def _same_file(a: Path, b: Path) -> bool:
     try:
-        return a.samefile(b)
-    except OSError:
+        return a.resolve() == b.resolve() or a.samefile(b)
+    except (OSError, RuntimeError):
         return False
+
+
+def _not_regular(path: Path) -> str | None:
+    """What an existing path that is not a regular file is, without opening it; ``None`` otherwise."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return ("a directory" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+
+
+def check_paths(files: Sequence[str | os.PathLike], out: str | os.PathLike | None) -> str | None:
+    """Why the inputs and the ``--json`` path cannot be used (an input that is a folder, FIFO or device; a
+    report that would overwrite an input or a non-regular file), or ``None``. Nothing is opened."""
+    for name in files:
+        kind = _not_regular(Path(name))
+        if kind:
+            return f"{name} is {kind}, not a regular file: refused"
+    if out is None:
+        return None
+    out = Path(out)
+    for name in files:
+        if _same_file(Path(name), out):
+            return f"--json {out} is one of the input files ({name}): refusing to overwrite it"
+    kind = _not_regular(out)
+    if kind:
+        return f"--json {out} is {kind}: refusing to replace it"
+    return None
 
 
 def write_json(data: dict, path: Path) -> None:
@@ -149,13 +184,10 @@ def run(args: argparse.Namespace) -> int:
     if not files and not dataset:
         _err("moldiff evaluate: give molecule files or --dataset qm9")
         return 2
-    out = getattr(args, "json", None)
-    if out is not None:
-        target = Path(out).resolve()
-        for name in files:
-            if Path(name).resolve() == target or (Path(out).exists() and _same_file(Path(name), Path(out))):
-                _err(f"moldiff evaluate: --json {out} is one of the input files; refusing to overwrite it")
-                return 2
+    problem = check_paths(files, getattr(args, "json", None))
+    if problem:
+        _err(f"moldiff evaluate: {problem}")
+        return 2
 
     from moldiff.chem.build import mol_elements, mol_positions
     from moldiff.chem.io import read_molecules

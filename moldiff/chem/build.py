@@ -110,8 +110,12 @@ def mol_bonds(mol: Chem.Mol) -> list[tuple[int, int, int]]:
 
 def assign_stereo_from_3d(mol: Chem.Mol) -> Chem.Mol:
     """Set the molecule's stereocentres and double-bond stereo from its 3D conformer (RDKit
-    ``AssignStereochemistryFrom3D``), so that its SMILES, its SDF and its geometry agree. In place; returns
-    ``mol``. A molecule without a 3D conformer is returned unchanged."""
+    ``AssignStereochemistryFrom3D``), so that its SMILES, its SDF and its geometry agree. Meant for sanitised
+    molecules; in place, returns ``mol``. A molecule without a 3D conformer, or one RDKit cannot assign, is
+    returned unchanged."""
     if mol.GetNumConformers() and mol.GetConformer().Is3D():
-        Chem.AssignStereochemistryFrom3D(mol)
+        try:
+            Chem.AssignStereochemistryFrom3D(mol)
+        except (ValueError, RuntimeError):  # e.g. a molecule RDKit cannot perceive rings of
+            pass
     return mol

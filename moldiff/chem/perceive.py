@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -23,9 +24,24 @@ from rdkit.Chem import rdDetermineBonds
 from moldiff.chem.build import build_mol
 
 
+_NATIVE_OUTPUT = threading.Lock()
+
+
 @contextlib.contextmanager
 def _quiet_native_output() -> Iterator[None]:
-    """Silence text that native code (YAeHMOP) prints straight to file descriptors 1 and 2."""
+    """Silence the warnings that native code (YAeHMOP, e.g. "!!! Warning !!! Distance between atoms … is
+    suspicious") prints straight to file descriptors 1 and 2, for the duration of one call.
+
+    This is not RDKit logging (``rdBase.BlockLogs`` does not reach it), so the descriptors are pointed at
+    ``os.devnull`` and restored afterwards. The lock serialises callers: two threads interleaving the
+    save/restore would otherwise leave the process with its stderr pointed at ``os.devnull`` for good.
+    """
+    with _NATIVE_OUTPUT, _redirect_to_devnull():
+        yield
+
+
+@contextlib.contextmanager
+def _redirect_to_devnull() -> Iterator[None]:
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -54,6 +54,8 @@ def load_reference(name: str = "qm9", *, rebuild: bool = False, progress: bool =
     if limit is None:
         ref.save(path)
     if say:
-        where = f"; cached in {path}" if limit is None else ""
-        say(f"built the QM9 reference ({ref.n_molecules:,} molecules) in {time.perf_counter() - start:.0f} s{where}")
+        seconds = time.perf_counter() - start
+        took = f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+        where = f"; cached at {path}" if limit is None else " (a partial build, not cached)"
+        say(f"built the QM9 reference ({ref.n_molecules:,} molecules) in {took}{where}")
     return ref
