@@ -16,11 +16,50 @@ class UserError(Exception):
     """A problem with what the user asked for: reported in one line, never as a traceback."""
 
 
+class RunFailed(Exception):
+    """A run that failed on the way (exit code 1), e.g. a disk that filled: one line, never a traceback."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is (exit code 143, as the default handler's death would give)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line (the usage is a ``--help`` away) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# what moldiff imports from outside the standard library (pyproject.toml's dependencies)
+_DEPENDENCIES = {"torch", "torch_geometric", "rdkit", "networkx", "qm9pack", "numpy", "tqdm", "matplotlib", "PIL"}
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
+
+
+def _checkpoint_every(text: str) -> tuple[float | None, int | None]:
+    """``--checkpoint-every``: wall-clock time with a unit (``90s``, ``10m``, ``2h``) → (minutes, None), or a bare
+    integer → (None, steps)."""
+    t = text.strip().lower()
+    units = {"s": 1 / 60, "m": 1.0, "h": 60.0}
+    try:
+        if t[-1:] in units:
+            value = float(t[:-1])
+            if not 0 < value < float("inf"):
+                raise ValueError
+            return value * units[t[-1]], None
+        steps = int(t)
+        if steps <= 0:
+            raise ValueError
+        return None, steps
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a time such as 90s, 10m or 2h, or a positive number of steps, "
+                                         f"got {text!r}") from None
 
 
 def _writable(path: Path) -> None:
@@ -58,6 +97,9 @@ def add_train(sub) -> None:
                         "curve (benchmarks/README.md); on a GPU it pays only for batches of ~1,000 molecules")
     p.add_argument("--workers", type=int, default=0, help="data-loader processes that build batches ahead "
                    "(0: in the training process; pays on a GPU)")
+    p.add_argument("--checkpoint-every", type=_checkpoint_every, metavar="TIME|STEPS",
+                   help="write the checkpoint this often: a time (90s, 10m, 2h) or a number of steps (500); "
+                        "overrides the config, also on --resume (default: every 10 minutes)")
     p.add_argument("--snapshot-every", type=float, metavar="EPOCHS", help="also keep the EMA weights this often "
                    "as small checkpoints in RUN_DIR/snapshots/ (to score later, e.g. after a GPU run)")
     p.add_argument("--kernel", choices=["fast", "compiled", "reference"], default="fast",
@@ -83,17 +125,27 @@ def _stop_on_signals(trainer) -> None:
 
 
 def run_train(args) -> int:
-    from moldiff.checkpoint import CheckpointError
+    if args.run_dir.exists() and not args.run_dir.is_dir():
+        raise UserError(f"--run-dir {args.run_dir} is a file, not a folder")
+
+    from moldiff.checkpoint import CheckpointError, load_checkpoint
     from moldiff.config import load_config
-    from moldiff.runtime import resolve_bf16, set_threads
+    from moldiff.io_utils import remove_stale_tmp
+    from moldiff.runtime import resolve_bf16, resolve_device, set_threads
+
+    try:
+        resolve_device(args.device)  # before the dataset is processed or anything is built
+        if args.resume:  # an exported sampling file or a damaged checkpoint: said at once, before the data
+            load_checkpoint(args.run_dir / "checkpoint.pt", kind="training")
+        cfg = None if args.resume else load_config(args.preset, args.config)
+    except (ValueError, CheckpointError) as err:
+        raise UserError(str(err)) from None
+    for folder in (args.run_dir, args.run_dir / "snapshots"):
+        if folder.is_dir():
+            remove_stale_tmp(folder)
     from moldiff.train import Trainer
 
-    from moldiff.io_utils import remove_stale_tmp
-
-    if args.run_dir.is_dir():
-        remove_stale_tmp(args.run_dir)
     try:
-        cfg = None if args.resume else load_config(args.preset, args.config)
         set_threads(args.threads or (cfg.train.num_threads if cfg else None))
         trainer = Trainer(cfg, args.run_dir, args.data_dir, args.limit, args.device, args.resume,
                           progress=not args.no_progress, workers=args.workers,
@@ -101,9 +153,19 @@ def run_train(args) -> int:
         bf16 = trainer.cfg.train.bf16 if args.bf16 is None else args.bf16
         trainer.override(eval_every_epochs=args.eval_every, eval_samples=args.eval_samples,
                          batch_size=args.batch_size, lr=args.lr, bf16=resolve_bf16(bf16, trainer.device))
+        if args.checkpoint_every is not None:
+            minutes, steps = args.checkpoint_every
+            trainer.override_checkpointing(minutes=minutes, steps=steps)
         _stop_on_signals(trainer)
     except (ValueError, CheckpointError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
+    except (RuntimeError, KeyError, TypeError) as err:
+        if not args.resume:
+            raise
+        # the checkpoint passed the structure check but its weights or optimizer state do not fit its config
+        text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"{args.run_dir / 'checkpoint.pt'} does not fit its own config: "
+                        f"{text[:160] + '…' if len(text) > 160 else text}") from None
     state = trainer.fit(args.max_steps, args.max_hours)
     if trainer.rank == 0:
         print(f"step {state.step}, epoch {state.epoch}, {state.hours:.3f} h; checkpoint "
@@ -174,11 +236,15 @@ def run_sample(args) -> int:
     set_threads(args.threads)
     partial = args.output.with_name(args.output.name + ".partial.sdf")  # whole batches, kept as SDF
     sidecar = args.output.with_name(args.output.name + ".partial.json")
-    params = {"checkpoint": str(Path(args.checkpoint).resolve()) if args.checkpoint else "qm9", "n": args.num,
+    params = {"checkpoint": str(Path(args.checkpoint).resolve()) if args.checkpoint else "qm9",
+              "checkpoint_sha256": _sha256(Path(args.checkpoint) if args.checkpoint else None), "n": args.num,
               "seed": args.seed, "steps": args.steps, "spacing": args.spacing, "ddim": args.ddim,
-              "atoms": args.atoms, "valid_only": args.valid_only}
+              "atoms": args.atoms, "valid_only": args.valid_only, "bf16": args.bf16, "batch_size": args.batch_size}
     done, mols = _resume_state(args, partial, sidecar, params)
+    if done and args.trajectory:
+        raise UserError("--trajectory records molecule 0, which the interrupted run made already: resume without it")
     report: dict = {}
+    previous = _on_sigterm()
     try:
         gen = load(args.checkpoint, args.device) if args.checkpoint else load_pretrained("qm9", args.device)
         from moldiff.hooks import Trajectory
@@ -200,18 +266,24 @@ def run_sample(args) -> int:
         sidecar.unlink(missing_ok=True)
     except (ValueError, CheckpointError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
-    except KeyboardInterrupt:
-        if partial.exists():
-            print(f"moldiff sample: interrupted; the {done} molecules finished are in {partial}; run the same "
-                  "command with --resume to complete it", file=sys.stderr)
-        raise
+    except (KeyboardInterrupt, OSError) as err:
+        kept = (f"molecules 0–{done - 1} of {args.num} are kept in {partial}: the same command with --resume "
+                "completes the run") if done and partial.exists() else ""
+        if isinstance(err, KeyboardInterrupt):
+            raise type(err)(kept) from None
+        what = f"{err.strerror or err}" + (f" ({err.filename})" if err.filename else "")
+        raise RunFailed(f"{what}{'; ' + kept if kept else ''}") from None
+    finally:
+        _restore_sigterm(previous)
     for message in skipped:
         print(message, file=sys.stderr)
     n_valid = sum(m.GetIntProp("moldiff_valid") for m in mols)
     print(f"wrote {written} molecules to {args.output} ({n_valid} of them sanitise in RDKit)")
     if report.get("redrawn") or report.get("dropped"):
+        from moldiff.sampling import MAX_ATTEMPTS
+
         print(f"{report['redrawn']} samples went to NaN/inf and were redrawn alone; {report['dropped']} dropped "
-              "after three draws", file=sys.stderr)
+              f"after {MAX_ATTEMPTS} draws", file=sys.stderr)
     if traj is not None:
         from moldiff.hooks import xyz_frames
 
@@ -221,7 +293,8 @@ def run_sample(args) -> int:
     if args.png:
         shown = [m for m in mols if m.GetIntProp("moldiff_valid")] if args.valid_only else mols
         if not shown:
-            print(f"no molecule to draw: none of the samples sanitises; {args.png} not written", file=sys.stderr)
+            why = f" (none of the {args.num} samples sanitises)" if args.valid_only else ""
+            print(f"no molecule to draw{why}: {args.png} not written", file=sys.stderr)
         else:
             from moldiff.draw import draw_grid
             draw_grid(shown, args.png)
@@ -229,9 +302,57 @@ def run_sample(args) -> int:
     return 0
 
 
+def _sha256(path: Path | None) -> str | None:
+    """The checkpoint's content hash (the built-in model's when ``path`` is None): a run resumes on the same
+    weights only. None when the file cannot be read (loading it reports why)."""
+    import hashlib
+
+    if path is None:
+        from moldiff.pretrained import pretrained_path
+
+        try:
+            path = pretrained_path("qm9")
+        except (ValueError, FileNotFoundError):
+            return None
+    digest = hashlib.sha256()
+    try:
+        if not path.is_file():
+            return None
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _on_sigterm():
+    """SIGTERM raises :class:`Terminated` where the run is, so that it ends with a message saying what is kept
+    (the default handler would end it silently). Returns the previous handler (None off the main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _resume_state(args, partial: Path, sidecar: Path, params: dict) -> tuple[int, list]:
     """(molecules done, molecules kept) of the run to continue: (0, []) for a new run. A new run refuses to
     overwrite the finished batches of an interrupted one; --resume refuses a run with other parameters."""
+    if sidecar.exists() and not partial.exists():  # left by a run that ended between its two clean-ups: no data
+        sidecar.unlink(missing_ok=True)
     if not args.resume:
         if sidecar.exists():
             raise UserError(f"{partial} holds the finished batches of an interrupted run: add --resume to "
@@ -281,19 +402,24 @@ def add_export(sub) -> None:
 def run_export(args) -> int:
     from moldiff.checkpoint import CheckpointError, inference_blob, load_checkpoint, save_checkpoint
 
+    from moldiff.io_utils import remove_stale_tmp
+
     _writable(args.output)
     try:
-        blob = inference_blob(load_checkpoint(args.checkpoint))
+        blob = inference_blob(load_checkpoint(args.checkpoint, kind="inference"))
     except CheckpointError as err:
         raise UserError(str(err)) from None
+    remove_stale_tmp(args.output.resolve().parent, args.output.name)
     save_checkpoint(blob, args.output)
     size = args.output.stat().st_size / 1e6
     print(f"wrote {args.output} ({size:.1f} MB; step {blob.get('step')}, {blob.get('hours', 0):.2f} h)")
     return 0
 
 
-EPILOG = """exit codes: 0 success; 1 a run that failed (e.g. an I/O error mid-run); 2 usage errors and bad input
-(unknown options, unreadable or foreign checkpoints, bad molecule files, impossible requests); 130 interrupted."""
+EPILOG = """exit codes: 0 success; 1 a run that failed (e.g. an I/O error mid-run, a Python without moldiff's
+dependencies); 2 usage errors and bad input (unknown options, devices this machine lacks, unreadable or foreign
+checkpoints, bad config files, bad molecule files, impossible requests); 130 interrupted (Ctrl-C); 143 terminated
+(SIGTERM)."""
 
 
 def _version() -> str:
@@ -307,8 +433,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="moldiff", description="3D molecule generation with graph diffusion",
-                                     epilog=EPILOG)
+    parser = _Parser(prog="moldiff", description="3D molecule generation with graph diffusion", epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"moldiff {_version()}")
     sub = parser.add_subparsers(dest="command")
     add_train(sub)
@@ -322,7 +447,10 @@ RUNNERS = {"train": run_train, "sample": run_sample, "evaluate": run_evaluate, "
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ModuleNotFoundError as err:
+        return _missing_dependency(err, "moldiff")
     args = parser.parse_args(argv)
     if args.command is None:  # bare `moldiff`: the help, and the usage exit code
         parser.print_help()
@@ -335,12 +463,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"moldiff {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"moldiff {args.command}: interrupted", file=sys.stderr)
+    except RunFailed as err:
+        print(f"moldiff {args.command}: failed: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Terminated as err:
+        print(f"moldiff {args.command}: terminated{': ' + str(err) if str(err) else ''}", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt as err:
+        print(f"moldiff {args.command}: interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as err:
+        return _missing_dependency(err, f"moldiff {args.command}")
     except OSError as err:  # a disk full, a permission lost mid-run: a failure, reported in one line
         print(f"moldiff {args.command}: failed: {err.strerror or err} ({err.filename or ''})", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _missing_dependency(err: ModuleNotFoundError, who: str) -> int:
+    """One line (exit code 1) for a Python that lacks one of moldiff's dependencies; other import errors are bugs."""
+    if (err.name or "").split(".")[0] not in _DEPENDENCIES:
+        raise err
+    print(f"{who}: failed: this Python ({sys.executable}) has no {err.name!r}, which moldiff needs: activate the "
+          "environment moldiff is installed in, or set one up (README, Set-up: pip install -e .)", file=sys.stderr)
+    return EXIT_FAILURE
 
 
 if __name__ == "__main__":

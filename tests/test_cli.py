@@ -195,3 +195,48 @@ def test_valid_only_png_with_nothing_valid(checkpoint, tmp_path, capsys):
     if mols:
         pytest.skip("a 1-step sample sanitised")
     assert not png.exists() and "no molecule to draw" in capsys.readouterr().err
+
+
+def test_terminated_sampling_says_where_the_finished_batches_are(checkpoint, tmp_path):
+    """SIGTERM mid-run: exit 143 and one line naming the partial file and --resume; whole batches kept."""
+    import json
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "t.sdf"
+    sidecar = tmp_path / "t.sdf.partial.json"
+    proc = subprocess.Popen([sys.executable, "-m", "moldiff", "sample", "--checkpoint", str(checkpoint),
+                             "-n", "100000", "--batch-size", "5", "--steps", "10", "--threads", "1",
+                             "--no-progress", "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not sidecar.exists():
+            time.sleep(0.02)
+        assert proc.poll() is None, proc.stderr.read()
+        os.kill(proc.pid, signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143 and "Traceback" not in err and err.count("\n") == 1, err[-500:]
+    assert "terminated" in err and "t.sdf.partial.sdf" in err and "--resume" in err
+    done = json.loads(sidecar.read_text())["done"]
+    kept = list(Chem.SDMolSupplier(str(tmp_path / "t.sdf.partial.sdf"), sanitize=False, removeHs=False))
+    assert done % 5 == 0 and len(kept) == done and f"0–{done - 1}" in err and not out.exists()
+
+
+def test_checkpoint_every_reaches_the_trainer(tmp_path):
+    """--checkpoint-every 2 (steps) and then 90s (minutes) on --resume end up in the run's config."""
+    from moldiff.checkpoint import load_checkpoint
+
+    run = ["--run-dir", str(tmp_path / "run"), "--data-dir", str(tmp_path / "data"), "--limit", "150",
+           "--no-progress", "--eval-every", "1000"]
+    assert main(["train", "--preset", "tiny", "--max-steps", "2", "--checkpoint-every", "2", *run]) == 0
+    train = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]["train"]
+    assert train["checkpoint_steps"] == 2
+    assert main(["train", "--resume", "--max-steps", "3", "--checkpoint-every", "90s", *run]) == 0
+    train = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]["train"]
+    assert train["checkpoint_minutes"] == pytest.approx(1.5) and train["checkpoint_steps"] is None

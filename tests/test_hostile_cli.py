@@ -129,3 +129,61 @@ def test_bad_arguments_fail_before_the_heavy_imports():
             "print(rc, 'torch' in sys.modules, 'rdkit' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["2", "False", "False"], out.stderr[-500:]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("10m", (10.0, None)), ("90s", (1.5, None)), ("2h", (120.0, None)), ("0.5h", (30.0, None)),
+    ("500", (None, 500)), (" 7 ", (None, 7))])
+def test_checkpoint_every_parses_times_and_steps(text, expected):
+    from moldiff.cli import _checkpoint_every
+
+    assert _checkpoint_every(text) == expected
+
+
+@pytest.mark.parametrize("value", ["10x", "0", "-5", "0m", "m", "", "1.5", "nanm", "infh"])
+def test_checkpoint_every_refuses_in_one_line(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--checkpoint-every", value, "--run-dir", str(tmp_path / "r")])
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--checkpoint-every" in err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("argv", [["sample", "--steps", "abc"], ["sample", "--nope"], ["train", "--max-steps", "x"],
+                                  ["export"], ["frobnicate"]])
+def test_usage_errors_are_one_line_with_exit_code_2(capsys, argv):
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error:" in err and "--help" in err, err
+
+
+def test_export_of_a_file_without_weights(tmp_path, capsys, shipped):
+    path = craft(tmp_path, {k: v for k, v in shipped.items() if k != "model"})
+    err = one_line_error(capsys, main(["export", str(path), str(tmp_path / "out.pt")]))
+    assert "has no 'model'" in err and not (tmp_path / "out.pt").exists()
+
+
+def test_train_resume_with_a_damaged_checkpoint_before_the_data(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(pretrained_path("qm9").read_bytes()[:1000])
+    err = one_line_error(capsys, main(["train", "--resume", "--run-dir", str(run), "--data-dir",
+                                       str(tmp_path / "never-made")]))
+    assert "damaged" in err and not (tmp_path / "never-made").exists()
+
+
+def test_stale_tmp_of_the_output_is_removed_at_the_next_start(tmp_path, capsys):
+    """A stale temporary file beside the output goes when the next run starts (even one that then fails on
+    its checkpoint); other files stay."""
+    import os
+
+    stale = tmp_path / ".o.sdf.k2j_x9ab.tmp"
+    stale.write_text("half a file")
+    os.utime(stale, (1e9, 1e9))
+    other = tmp_path / "keep.tmp"
+    other.write_text("mine")
+    one_line_error(capsys, main(["sample", "--checkpoint", str(tmp_path / "none.pt"), "-n", "1",
+                                 "-o", str(tmp_path / "o.sdf")]))
+    assert not stale.exists() and other.read_text() == "mine"
