@@ -63,6 +63,11 @@ class Generator:
 
 
 def _excerpt(err: Exception, limit: int = 160) -> str:
-    """The first line of an error, cut to ``limit`` characters."""
-    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    """The first telling line of an error (after load_state_dict's "Error(s) in loading…" header), shapes
+    written short, cut to ``limit`` characters."""
+    import re
+
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    text = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
+    text = re.sub(r"torch\.Size\((\[[^\]]*\])\)", r"\1", text)
     return text if len(text) <= limit else text[:limit] + "…"

@@ -125,6 +125,7 @@ def test_generator_refuses_weights_and_configs_that_do_not_fit(tmp_path, shipped
     with pytest.raises(CheckpointError) as err:
         Generator.from_checkpoint(write(tmp_path, {**shipped, "model": weights}, "shape.pt"))
     assert "weights do not fit its config" in one_line(err) and len(str(err.value)) < 400
+    assert f"size mismatch for {key}" in str(err.value)  # the telling line, not load_state_dict's header
     extra = {**shipped["model"], "spare.weight": torch.zeros(1)}
     with pytest.raises(CheckpointError, match="weights do not fit its config"):
         Generator.from_checkpoint(write(tmp_path, {**shipped, "model": extra}, "extra.pt"))
