@@ -226,7 +226,6 @@ def run_sample(args) -> int:
         _writable(args.trajectory)
 
     from moldiff.api import load, load_pretrained  # the heavy imports, once the arguments are known to be good
-    from moldiff.chem.io import write_molecules
     from moldiff.checkpoint import CheckpointError
     from moldiff.io_utils import atomic_write_text, remove_stale_tmp
     from moldiff.runtime import resolve_bf16, set_threads
@@ -234,16 +233,29 @@ def run_sample(args) -> int:
 
     remove_stale_tmp(args.output.resolve().parent)
     set_threads(args.threads)
-    partial = args.output.with_name(args.output.name + ".partial.sdf")  # whole batches, kept as SDF
+    # finished batches, as the output's own records (the output is their text plus the rest: exactly what an
+    # uninterrupted run writes), and the record of the run beside them
+    partial = args.output.with_name(args.output.name + ".partial" + args.output.suffix)
     sidecar = args.output.with_name(args.output.name + ".partial.json")
     params = {"checkpoint": str(Path(args.checkpoint).resolve()) if args.checkpoint else "qm9",
               "checkpoint_sha256": _sha256(Path(args.checkpoint) if args.checkpoint else None), "n": args.num,
               "seed": args.seed, "steps": args.steps, "spacing": args.spacing, "ddim": args.ddim,
               "atoms": args.atoms, "valid_only": args.valid_only, "bf16": args.bf16, "batch_size": args.batch_size}
-    done, mols = _resume_state(args, partial, sidecar, params)
+    text, done, kept, n_valid = _resume_state(args, partial, sidecar, params)
     if done and args.trajectory:
         raise UserError("--trajectory records molecule 0, which the interrupted run made already: resume without it")
+    fmt = args.output.suffix.lower().lstrip(".")
     report: dict = {}
+    skipped: list[str] = []
+    shown: list = []  # the molecules to draw (--png), at most 100
+    if args.png and done:
+        shown = _read_back(partial, kept)
+
+    def record() -> None:
+        data = text.encode("utf-8")
+        atomic_write_text(sidecar, json.dumps({**params, "done": done, "kept": kept, "valid": n_valid,
+                                               "bytes": len(data), "sha256": _sha256_bytes(data)}) + "\n")
+
     previous = _on_sigterm()
     try:
         gen = load(args.checkpoint, args.device) if args.checkpoint else load_pretrained("qm9", args.device)
@@ -255,30 +267,33 @@ def run_sample(args) -> int:
                                    batch_size=args.batch_size, deterministic=args.ddim, spacing=args.spacing,
                                    bf16=resolve_bf16(args.bf16, gen.device), progress=not args.no_progress,
                                    hooks=[traj] if traj else (), start=done, report=report)
+        record()  # before the first batch: a partial file is never without its record
         for first in range(done, args.num, args.batch_size):
-            batch = next(batches)
-            mols.extend(m for m in batch if not args.valid_only or m.GetIntProp("moldiff_valid"))
-            write_molecules(mols, partial)  # a crash loses at most the batch in flight
+            batch = [m for m in next(batches) if not args.valid_only or m.GetIntProp("moldiff_valid")]
+            chunk, written, valid, messages = _records(batch, fmt, kept, args.output)
+            text, kept, n_valid = text + chunk, kept + written, n_valid + valid
+            skipped.extend(messages)
+            shown.extend(batch[:max(0, 100 - len(shown))] if args.png else [])
+            atomic_write_text(partial, text)  # a crash loses at most the batch in flight
             done = min(args.num, first + args.batch_size)
-            atomic_write_text(sidecar, json.dumps({**params, "done": done, "kept": len(mols)}) + "\n")
-        written, skipped = write_molecules(mols, args.output)
+            record()
+        atomic_write_text(args.output, text)
         partial.unlink(missing_ok=True)
         sidecar.unlink(missing_ok=True)
     except (ValueError, CheckpointError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
     except (KeyboardInterrupt, OSError) as err:
-        kept = (f"molecules 0–{done - 1} of {args.num} are kept in {partial}: the same command with --resume "
-                "completes the run") if done and partial.exists() else ""
+        kept_where = (f"molecules 0–{done - 1} of {args.num} are kept in {partial}: the same command with --resume "
+                      "completes the run") if done and partial.exists() else ""
         if isinstance(err, KeyboardInterrupt):
-            raise type(err)(kept) from None
+            raise type(err)(kept_where) from None
         what = f"{err.strerror or err}" + (f" ({err.filename})" if err.filename else "")
-        raise RunFailed(f"{what}{'; ' + kept if kept else ''}") from None
+        raise RunFailed(f"{what}{'; ' + kept_where if kept_where else ''}") from None
     finally:
         _restore_sigterm(previous)
     for message in skipped:
         print(message, file=sys.stderr)
-    n_valid = sum(m.GetIntProp("moldiff_valid") for m in mols)
-    print(f"wrote {written} molecules to {args.output} ({n_valid} of them sanitise in RDKit)")
+    print(f"wrote {kept} molecules to {args.output} ({n_valid} of them sanitise in RDKit)")
     if report.get("redrawn") or report.get("dropped"):
         from moldiff.sampling import MAX_ATTEMPTS
 
@@ -291,7 +306,6 @@ def run_sample(args) -> int:
         atomic_write_text(args.trajectory, xyz_frames(frames))
         print(f"wrote the reverse chain of molecule 0 ({len(frames)} frames) to {args.trajectory}")
     if args.png:
-        shown = [m for m in mols if m.GetIntProp("moldiff_valid")] if args.valid_only else mols
         if not shown:
             why = f" (none of the {args.num} samples sanitises)" if args.valid_only else ""
             print(f"no molecule to draw{why}: {args.png} not written", file=sys.stderr)
@@ -348,34 +362,81 @@ def _restore_sigterm(previous) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _resume_state(args, partial: Path, sidecar: Path, params: dict) -> tuple[int, list]:
-    """(molecules done, molecules kept) of the run to continue: (0, []) for a new run. A new run refuses to
-    overwrite the finished batches of an interrupted one; --resume refuses a run with other parameters."""
-    if sidecar.exists() and not partial.exists():  # left by a run that ended between its two clean-ups: no data
-        sidecar.unlink(missing_ok=True)
+def _records(mols: list, fmt: str, before: int, output: Path) -> tuple[str, int, int, list[str]]:
+    """The output records of ``mols`` (what write_molecules writes for them; records concatenate), how many were
+    written and how many of those sanitise, and a message per molecule that could not be written (numbered
+    after the ``before`` already written)."""
+    from rdkit import rdBase
+
+    from moldiff.chem.writers import WRITERS
+
+    chunks, valid, messages = [], 0, []
+    with rdBase.BlockLogs():
+        for mol in mols:
+            try:
+                chunks.append(WRITERS[fmt](mol))
+            except (ValueError, RuntimeError) as exc:
+                messages.append(f"{output}: molecule {before + len(chunks) + len(messages) + 1}: {exc}")
+                continue
+            valid += bool(mol.HasProp("moldiff_valid") and mol.GetIntProp("moldiff_valid"))
+    return "".join(chunks), len(chunks), valid, messages
+
+
+def _read_back(path: Path, limit: int) -> list:
+    """Up to 100 of the first ``limit`` molecules of a partial file, to draw them (--png on --resume)."""
+    from moldiff.chem.io import read_molecules
+
+    return read_molecules(path)[0][:min(limit, 100)]
+
+
+def _sha256_bytes(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def _resume_state(args, partial: Path, sidecar: Path, params: dict) -> tuple[str, int, int, int]:
+    """(text of the finished records, molecules done, records kept, of them valid) of the run to continue;
+    ("", 0, 0, 0) for a new run. A new run refuses to overwrite the finished batches of an interrupted one;
+    --resume refuses a run with other parameters, or a partial file that is not the one its record describes.
+
+    The partial file only grows, by whole batches, and its record follows each write: a record describes a
+    prefix of the file (all of it unless the run died between the two writes), checked by length and hash."""
+    if sidecar.exists() and not partial.exists():  # a run that ended before its first batch, or between its two
+        sidecar.unlink(missing_ok=True)            # clean-ups: the record describes no data
     if not args.resume:
         if sidecar.exists():
             raise UserError(f"{partial} holds the finished batches of an interrupted run: add --resume to "
                             "complete it, or delete it to start again")
-        return 0, []
+        if partial.exists():
+            raise UserError(f"{partial} exists without its record {sidecar.name}: delete it to start again")
+        return "", 0, 0, 0
     if not sidecar.exists():
-        raise UserError(f"nothing to resume: no interrupted run of {args.output} ({sidecar} not found)")
+        if partial.exists():
+            raise UserError(f"{partial} exists without its record {sidecar.name}: delete it to start again")
+        print(f"nothing to resume for {args.output} (no {sidecar.name}; the run was stopped before its first "
+              f"batch, or has finished): making all {args.num}", file=sys.stderr)
+        return "", 0, 0, 0
     try:
         state = json.loads(sidecar.read_text())
-        done, kept = int(state["done"]), int(state["kept"])
-    except (OSError, ValueError, KeyError, TypeError):
+        done, kept, valid = int(state["done"]), int(state["kept"]), int(state["valid"])
+        size, digest = int(state["bytes"]), str(state["sha256"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise UserError(f"{sidecar} is damaged: delete it and {partial} to start again") from None
     changed = [k for k in params if state.get(k) != params[k]]
     if changed:
         raise UserError(f"--resume: this command differs from the interrupted run in {', '.join(changed)} "
                         f"(it had {', '.join(f'{k}={state.get(k)!r}' for k in changed)})")
-    from rdkit import Chem
-
-    mols = [m for m in Chem.SDMolSupplier(str(partial), sanitize=False, removeHs=False)][:kept] if partial.exists() else []
-    if len(mols) != kept or any(m is None for m in mols):
-        raise UserError(f"{partial} holds {len(mols)} readable molecules, not the {kept} recorded: start again")
-    print(f"resuming: {done} of {args.num} molecules done", file=sys.stderr)
-    return done, mols
+    try:
+        data = partial.read_bytes()[:size]
+    except OSError as err:
+        raise UserError(f"cannot read {partial}: {err.strerror or err}") from None
+    if len(data) != size or _sha256_bytes(data) != digest:
+        raise UserError(f"{partial} is not the file its record {sidecar.name} describes (changed since?): delete "
+                        "both to start again")
+    print(f"resuming: molecules 0–{done - 1} of {args.num} are done ({kept} kept); making the other {args.num - done}"
+          if done else f"resuming: no batch had finished; making all {args.num}", file=sys.stderr)
+    return data.decode("utf-8"), done, kept, valid
 
 
 # ---------------------------------------------------------------- evaluate
