@@ -20,8 +20,9 @@ from torch_geometric.data import Batch
 
 from moldiff.checkpoint import inference_blob, load_checkpoint, save_checkpoint
 from moldiff.config import RunConfig, config_from_checkpoint
-from moldiff.data.qm9 import QM9, load_processed
-from moldiff.data.store import DatasetStats, vocabulary_of, without_hydrogens
+from moldiff.data.files import load_file
+from moldiff.data.qm9 import load_processed
+from moldiff.data.store import DatasetStats, MoleculeDataset, vocabulary_of, without_hydrogens
 from moldiff.io_utils import atomic_write_text
 from moldiff.model import Generator, build_network
 from moldiff.representation import encode
@@ -51,7 +52,7 @@ class Trainer:
     def __init__(self, cfg: RunConfig | None, run_dir: str | Path, data_root: str | Path | None = None,
                  limit: int | None = None, device: str | None = None, resume: bool = False,
                  progress: bool = True, workers: int = 0, snapshot_every: float | None = None,
-                 kernel: str = "fast"):
+                 kernel: str = "fast", data_file: str | Path | None = None):
         if snapshot_every is not None and snapshot_every <= 0:
             raise ValueError(f"--snapshot-every must be positive, got {snapshot_every}")
         self.workers, self.snapshot_every = workers, snapshot_every
@@ -67,12 +68,22 @@ class Trainer:
         elif ckpt_path.exists():
             raise ValueError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --run-dir")
         tc = cfg.train
-        data = load_processed(data_root, limit, progress=progress and self.rank == 0)
+        if blob is not None and data_file is None:
+            data_file = blob.get("data", {}).get("source")  # a run on a user's file resumes on that file
+        self.data_info: dict = {}
+        if data_file is not None:
+            data = load_file(data_file, data_root, say=print if self.rank == 0 else (lambda line: None))
+            self.data_info = {"source": str(data_file), "sha256": data["source_sha256"],
+                              "split_seed": data["split_seed"]}
+            if blob is not None and blob.get("data", {}).get("sha256", data["source_sha256"]) != data["source_sha256"]:
+                raise ValueError(f"{data_file} is not the file this run was trained on (its content changed)")
+        else:
+            data = load_processed(data_root, limit, progress=progress and self.rank == 0)
         if cfg.features.implicit_h:
             data = without_hydrogens(data)
         self.cfg = dataclasses.replace(cfg, features=cfg.features.with_vocabulary(vocabulary_of(data, split=None)))
-        self.train_set = QM9("train", blob=data)
-        self.val_set = QM9("valid", blob=data)
+        self.train_set = MoleculeDataset("train", data)
+        self.val_set = MoleculeDataset("valid", data)
         self.stats = DatasetStats.from_blob(data) if blob is None else DatasetStats.from_dict(blob["stats"])
         torch.manual_seed(tc.seed)
         self.net = build_network(self.cfg, kernel).to(self.device)
@@ -181,6 +192,7 @@ class Trainer:
             "model": self.net.state_dict(), "ema": self.ema.model.state_dict(), "ema_updates": self.ema.updates,
             "optimizer": self.opt.state_dict(), "run_state": vars(self.state).copy(),
             "step": self.state.step, "epoch": self.state.epoch, "hours": self.state.hours,
+            **({"data": self.data_info} if self.data_info else {}),
         }
 
     def save(self) -> None:
@@ -234,6 +246,9 @@ class Trainer:
             atomic_write_text(self.run_dir / "config.json", json.dumps(self.cfg.to_dict(), indent=2) + "\n")
         max_steps = max_steps if max_steps is not None else tc.max_steps
         self.steps_per_epoch = len(self.epoch_batches(0))
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"the training split holds {len(self.train_set)} molecules, fewer than one batch of "
+                             f"{tc.batch_size * self.world}: lower --batch-size")
         total_steps = int(math.ceil(tc.epochs * self.steps_per_epoch))
         if max_steps is not None:
             total_steps = min(total_steps, max_steps)
