@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # RDKit is needed to decode molecules, not to run the chain (
 
 MAX_ATOMS = 200
 MAX_ATTEMPTS = 3  # draws of one molecule whose chain went to NaN/inf before it is dropped
+SIZE_STREAM = -1  # the "attempt" of molecule_seed that seeds a molecule's size (redraws keep their size)
 
 NoiseFn = Callable[[State, Graph], State]
 
@@ -72,7 +73,8 @@ def _apply(hooks: Sequence[Hook], t: int, s: int, out: StepOutput, graph: Graph)
 def molecule_seed(seed: int, k: int, attempt: int = 0) -> int:
     """The seed of molecule ``k`` of a run (and of its ``attempt``-th redraw): a pure function, so that a
     molecule does not depend on how many others are drawn or how they are batched."""
-    return int(np.random.SeedSequence([seed, k, attempt]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    entropy = [v % 2**64 for v in (seed, k, attempt)]  # SeedSequence takes non-negative integers
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 class MoleculeNoise:
@@ -258,7 +260,8 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
     for first in range(start, n, batch_size):
         ks = list(range(first, min(n, first + batch_size)))
         seeds = [molecule_seed(seed, k) for k in ks]
-        sizes = [n_atoms or draw_size(gen.stats.n_atoms_hist, s) for s in seeds]
+        # the size from a stream of its own: the noise generators start from ``seeds`` themselves
+        sizes = [n_atoms or draw_size(gen.stats.n_atoms_hist, molecule_seed(seed, k, SIZE_STREAM)) for k in ks]
         batch_cond = None if cond is None else cond[ks[0]:ks[-1] + 1].to(gen.device)
         out, graph = _chain_batch(gen, sizes, seeds, cond=batch_cond, on_eval=lambda: bar.update(len(ks)), **opts)
         ok = finite_molecules(out, graph).tolist()
