@@ -265,7 +265,7 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
         batch_cond = None if cond is None else cond[ks[0]:ks[-1] + 1].to(gen.device)
         out, graph = _chain_batch(gen, sizes, seeds, cond=batch_cond, on_eval=lambda: bar.update(len(ks)), **opts)
         ok = finite_molecules(out, graph).tolist()
-        mols = to_molecules(gen, _zero_nonfinite(out), graph)
+        mols = to_molecules(gen, out if all(ok) else _zero_nonfinite(out), graph)
         for attempt in range(1, MAX_ATTEMPTS):
             bad = [i for i, good in enumerate(ok) if not good]
             if not bad:
