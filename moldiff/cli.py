@@ -106,10 +106,16 @@ def add_train(sub) -> None:
                    help="EGNN layer implementation: fast (default), compiled (torch.compile: pays on a GPU), "
                         "reference (the plain formulation); the same math and checkpoints")
     p.add_argument("--data-dir", type=Path, help=f"processed-data cache (default: $MOLDIFF_DATA or data/cache)")
-    p.add_argument("--limit", type=_positive, help="use only the first N QM9 molecules (smoke tests)")
+    p.add_argument("--limit", type=_positive, help="use only the first N molecules (records of --data, or of QM9)")
     p.add_argument("--data", type=Path, metavar="FILE", help="train on your own molecules instead of QM9: an SDF "
-                   "(.sdf, .sdf.gz; 3D coordinates used as they are) or a SMILES file (.smi; conformers from RDKit "
-                   "ETKDGv3 + MMFF94, seeded); processed once and cached by content, split 90/5/5 with a fixed seed")
+                   "(.sdf, .sdf.gz; 3D coordinates used as they are), a SMILES file (.smi) or a CSV with a SMILES "
+                   "column (conformers from RDKit ETKDGv3 + MMFF94, seeded, made over all cores), or 'moses' (the "
+                   "MOSES training set of the molsets package); processed once into shards on disk that training "
+                   "streams, cached by content, split 90/5/5 with a fixed seed")
+    p.add_argument("--shard-size", type=_positive, default=10_000, metavar="N",
+                   help="file records per on-disk shard of --data (under DDP each process reads its own shards)")
+    p.add_argument("--conformer-workers", type=_positive, metavar="N",
+                   help="processes making conformers for --data (default: every core)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -152,7 +158,8 @@ def run_train(args) -> int:
         set_threads(args.threads or (cfg.train.num_threads if cfg else None))
         trainer = Trainer(cfg, args.run_dir, args.data_dir, args.limit, args.device, args.resume,
                           progress=not args.no_progress, workers=args.workers,
-                          snapshot_every=args.snapshot_every, kernel=args.kernel, data_file=args.data)
+                          snapshot_every=args.snapshot_every, kernel=args.kernel, data_file=args.data,
+                          shard_size=args.shard_size, conformer_workers=args.conformer_workers)
         bf16 = trainer.cfg.train.bf16 if args.bf16 is None else args.bf16
         trainer.override(eval_every_epochs=args.eval_every, eval_samples=args.eval_samples,
                          batch_size=args.batch_size, lr=args.lr, bf16=resolve_bf16(bf16, trainer.device))

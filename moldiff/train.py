@@ -20,7 +20,7 @@ from torch_geometric.data import Batch
 
 from moldiff.checkpoint import inference_blob, load_checkpoint, save_checkpoint
 from moldiff.config import RunConfig, config_from_checkpoint
-from moldiff.data.files import load_file
+from moldiff.data.files import SHARD_SIZE, load_file
 from moldiff.data.qm9 import load_processed
 from moldiff.data.store import DatasetStats, MoleculeDataset, vocabulary_of, without_hydrogens
 from moldiff.io_utils import atomic_write_text
@@ -47,12 +47,14 @@ _OVERRIDE_RULES = {  # field: (flag, check, what it must be)
 
 class Trainer:
     """One training run in ``run_dir``; ``resume`` continues from its checkpoint. ``kernel`` picks the EGNN
-    layer implementation (see :class:`moldiff.nn.egnn.EGNN`)."""
+    layer implementation (see :class:`moldiff.nn.egnn.EGNN`). With ``data_file`` the run trains on that file's
+    molecules (its first ``limit`` records), streamed from shards on disk; under DDP each rank reads its own."""
 
     def __init__(self, cfg: RunConfig | None, run_dir: str | Path, data_root: str | Path | None = None,
                  limit: int | None = None, device: str | None = None, resume: bool = False,
                  progress: bool = True, workers: int = 0, snapshot_every: float | None = None,
-                 kernel: str = "fast", data_file: str | Path | None = None):
+                 kernel: str = "fast", data_file: str | Path | None = None, shard_size: int = SHARD_SIZE,
+                 conformer_workers: int | None = None):
         if snapshot_every is not None and snapshot_every <= 0:
             raise ValueError(f"--snapshot-every must be positive, got {snapshot_every}")
         self.workers, self.snapshot_every = workers, snapshot_every
@@ -68,22 +70,35 @@ class Trainer:
         elif ckpt_path.exists():
             raise ValueError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --run-dir")
         tc = cfg.train
+        saved = blob.get("data", {}) if blob is not None else {}
         if blob is not None and data_file is None:
-            data_file = blob.get("data", {}).get("source")  # a run on a user's file resumes on that file
+            data_file = saved.get("source")  # a run on a user's file resumes on that file
+            limit = saved.get("limit", limit)
         self.data_info: dict = {}
+        self.local_train: int | None = None  # per-rank training molecules when ranks read their own shards
         if data_file is not None:
-            data = load_file(data_file, data_root, say=print if self.rank == 0 else (lambda line: None))
-            self.data_info = {"source": str(data_file), "sha256": data["source_sha256"],
-                              "split_seed": data["split_seed"]}
-            if blob is not None and blob.get("data", {}).get("sha256", data["source_sha256"]) != data["source_sha256"]:
+            shard_size = saved.get("shard_size", shard_size)
+            store = self._open_file(data_file, data_root, limit, conformer_workers, shard_size,
+                                    not cfg.features.implicit_h)
+            digest = store.info["source_sha256"]
+            self.data_info = {"source": str(data_file), "sha256": digest, "split_seed": store.info["split_seed"],
+                              "limit": limit, "shard_size": shard_size}
+            if saved.get("sha256", digest) != digest:
                 raise ValueError(f"{data_file} is not the file this run was trained on (its content changed)")
+            data = store.summary_blob()
+            shards = store.rank_shards(self.rank, self.world)
+            self.train_set = store.dataset("train", shards)
+            self.val_set = store.dataset("valid")
+            if self.world > 1:
+                self.local_train = min(sum(store.metas[k]["counts"]["train"] for k in store.rank_shards(r, self.world))
+                                       for r in range(self.world))
         else:
             data = load_processed(data_root, limit, progress=progress and self.rank == 0)
-        if cfg.features.implicit_h:
-            data = without_hydrogens(data)
+            if cfg.features.implicit_h:
+                data = without_hydrogens(data)
+            self.train_set = MoleculeDataset("train", data)
+            self.val_set = MoleculeDataset("valid", data)
         self.cfg = dataclasses.replace(cfg, features=cfg.features.with_vocabulary(vocabulary_of(data, split=None)))
-        self.train_set = MoleculeDataset("train", data)
-        self.val_set = MoleculeDataset("valid", data)
         self.stats = DatasetStats.from_blob(data) if blob is None else DatasetStats.from_dict(blob["stats"])
         torch.manual_seed(tc.seed)
         self.net = build_network(self.cfg, kernel).to(self.device)
@@ -104,6 +119,20 @@ class Trainer:
         self.chain = self.generator.chain
         self.progress = progress and self.rank == 0
         self.stop_requested = False
+
+    def _open_file(self, path, root, limit, workers, shard_size, hydrogens: bool):
+        """The file's store (processed by rank 0 while the other ranks wait, then opened by all); ``moses``
+        names the MOSES training set."""
+        if str(path) == "moses":
+            from moldiff.data.moses import moses_file
+            path = moses_file("train")
+        say = print if self.rank == 0 else (lambda line: None)
+        if self.world > 1:
+            import torch.distributed as dist
+            if self.rank == 0:
+                load_file(path, root, say=say, limit=limit, workers=workers, shard_size=shard_size).view(hydrogens)
+            dist.barrier()
+        return load_file(path, root, say=say, limit=limit, workers=workers, shard_size=shard_size).view(hydrogens)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -137,7 +166,7 @@ class Trainer:
     def batches(self) -> EpochBatches:
         """The epochs' batches of this rank under the current config."""
         return EpochBatches(self.train_set, self.cfg.train.batch_size, self.cfg.train.seed, self.device, self.rank,
-                            self.world, self.workers)
+                            self.world, self.workers, local_count=self.local_train)
 
     def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
         """This rank's batches (dataset positions) of one epoch, in a seeded order."""

@@ -32,21 +32,23 @@ MAX_FILE_BYTES = 1 << 30
 SDF_SUFFIXES = (".sdf", ".mol", ".sd")
 XYZ_SUFFIXES = (".xyz",)
 SMILES_SUFFIXES = (".smi", ".smiles", ".txt")
+CSV_SUFFIXES = (".csv",)
 SOURCE_PROP = "moldiff_source"
 
 __all__ = [
     "EXCERPT", "MAX_ATOMS", "MAX_FILE_BYTES", "MAX_RECORD_CHARS", "SOURCE_PROP", "check_molecule", "clean_title",
-    "file_format", "not_regular", "printable", "read_molecules", "write_molecules",
+    "file_format", "iter_molecules", "not_regular", "printable", "read_molecules", "write_molecules",
 ]
 
 
 def file_format(path: Path) -> str | None:
-    """``sdf``, ``xyz`` or ``smi`` from the file name's suffix (a ``.gz`` after it allowed), ``None`` if unknown."""
+    """``sdf``, ``xyz``, ``smi`` or ``csv`` from the file name's suffix (a ``.gz`` after it allowed), ``None`` if unknown."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".gz":
         suffix = Path(path.stem).suffix.lower()
-    for name, suffixes in (("sdf", SDF_SUFFIXES), ("xyz", XYZ_SUFFIXES), ("smi", SMILES_SUFFIXES)):
+    for name, suffixes in (("sdf", SDF_SUFFIXES), ("xyz", XYZ_SUFFIXES), ("smi", SMILES_SUFFIXES),
+                            ("csv", CSV_SUFFIXES)):
         if suffix in suffixes:
             return name
     return None
@@ -127,47 +129,59 @@ def _open_text(path: Path) -> Iterator[TextIO]:
 
 
 def read_molecules(path: str | os.PathLike, max_atoms: int = MAX_ATOMS) -> tuple[list[Chem.Mol], list[str]]:
-    """Read every molecule of an SDF, XYZ or SMILES file (``.gz`` allowed); returns (molecules, messages)."""
+    """Read every molecule of an SDF, XYZ, SMILES or CSV file (``.gz`` allowed); returns (molecules, messages)."""
+    mols: list[Chem.Mol] = []
+    messages: list[str] = []
+    for item in iter_molecules(path, max_atoms):
+        (messages if isinstance(item, str) else mols).append(item)
+    return mols, messages
+
+
+def iter_molecules(path: str | os.PathLike, max_atoms: int = MAX_ATOMS) -> Iterator[Chem.Mol | str]:
+    """The molecules of a file one at a time, in file order, each bad record a message string in its place
+    (so that a large file never sits in memory at once); file-level problems are messages too."""
     path = Path(path)
     where = printable(str(path), 500)
     kind = file_format(path)
     if kind is None:
-        return [], [f"{where}: unknown file type '{printable(path.suffix, 20)}' (expected .sdf/.mol, .xyz or "
-                    ".smi, optionally .gz)"]
-    mols: list[Chem.Mol] = []
-    messages: list[str] = []
+        yield (f"{where}: unknown file type '{printable(path.suffix, 20)}' (expected .sdf/.mol, .xyz, .smi or "
+               ".csv, optionally .gz)")
+        return
     lines = None
+    found = False
     try:
         with _open_text(path) as stream, rdBase.BlockLogs():
             lines = Lines(stream, MAX_RECORD_CHARS, MAX_FILE_BYTES)
             for item in PARSERS[kind](lines, max_atoms):
+                found = True
                 if isinstance(item, str):
-                    messages.append(f"{where}: {item}")
+                    yield f"{where}: {item}"
                     continue
                 number, mol = item
                 problem = check_molecule(mol, max_atoms)
                 if problem:
-                    messages.append(f"{where}: record {number}: {problem}")
+                    yield f"{where}: record {number}: {problem}"
                     continue
                 mol.SetProp(SOURCE_PROP, f"{path.name}#{number}")
-                mols.append(mol)
+                yield mol
     except _Refused as exc:
-        return [], [f"{where}: {exc}"]
+        yield f"{where}: {exc}"
+        return
     except FileTooLarge:
-        return [], [f"{where}: more than {MAX_FILE_BYTES >> 20:,} MB of text: refused (split it)"]
+        yield f"{where}: more than {MAX_FILE_BYTES >> 20:,} MB of text: refused (split it)"
+        return
     except EOFError:  # gzip: the compressed stream stops early; the complete records before are kept
         at = f" after line {lines.line_number}" if lines is not None and lines.line_number else ""
-        messages.append(f"{where}: truncated gzip file: the compressed data ends early{at}")
-        return mols, messages
+        yield f"{where}: truncated gzip file: the compressed data ends early{at}"
+        return
     except (OSError, zlib.error) as exc:
         reason = printable(str(exc.strerror if isinstance(exc, OSError) and exc.strerror else exc))
         what = "not a valid gzip file" if path.suffix.lower() == ".gz" else "cannot read"
         at = f" (after line {lines.line_number})" if lines is not None and lines.line_number else ""
-        messages.append(f"{where}: {what}{at}: {reason}")
-        return mols, messages
-    if not mols and not messages:
-        messages.append(f"{where}: empty file, no molecules" if not lines.saw_text else f"{where}: no molecules found")
-    return mols, messages
+        yield f"{where}: {what}{at}: {reason}"
+        return
+    if not found:
+        yield f"{where}: empty file, no molecules" if not lines.saw_text else f"{where}: no molecules found"
 
 
 def write_molecules(mols: Sequence[Chem.Mol | None], path: str | os.PathLike) -> tuple[int, list[str]]:

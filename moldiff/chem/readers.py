@@ -289,5 +289,45 @@ def smiles_records(lines: Lines, max_atoms: int = MAX_ATOMS) -> Iterator[Item]:
         yield number, mol
 
 
-PARSERS = {"sdf": sdf_records, "xyz": xyz_records, "smi": smiles_records}
+def csv_records(lines: Lines, max_atoms: int = MAX_ATOMS) -> Iterator[Item]:
+    """Parse a CSV file whose header names a SMILES column (``smiles``, any case); the other columns are kept
+    as string properties of the molecule. A header without such a column is one message and no records."""
+    import csv
+
+    header = None
+    number = 0
+    for line in lines:
+        if not line.text.strip():
+            continue
+        if line.too_long:
+            if header is None:
+                yield f"line {line.number}: header {_too_long(line.length)}"
+                return
+            number += 1
+            yield f"record {number} (line {line.number}): {_too_long(line.length)}"
+            continue
+        row = next(csv.reader([line.text]), [])
+        if header is None:
+            header = [c.strip() for c in row]
+            names = [c.lower() for c in header]
+            if "smiles" not in names:
+                yield (f"line {line.number}: no SMILES column in the CSV header "
+                       f"('{printable(','.join(header), 80)}'; name one column 'SMILES')")
+                return
+            column = names.index("smiles")
+            continue
+        number += 1
+        label = f"record {number} (line {line.number})"
+        text = row[column].strip() if column < len(row) else ""
+        mol = Chem.MolFromSmiles(text, sanitize=False) if text else None
+        if mol is None:
+            yield f"{label}: not a SMILES string: '{printable(text)}'"
+            continue
+        for name, value in zip(header, row):
+            if name and name.lower() != "smiles":
+                mol.SetProp(name, value)
+        yield number, mol
+
+
+PARSERS = {"sdf": sdf_records, "xyz": xyz_records, "smi": smiles_records, "csv": csv_records}
 """File format -> record parser."""

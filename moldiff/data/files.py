@@ -1,19 +1,27 @@
-"""The reader of a user's own molecules: an SDF (3D coordinates used as they are) or a SMILES file (conformers
-from RDKit ETKDGv3 + MMFF94, seeded), packed into a store with a fixed-seed split and cached on disk by the
-file's content."""
+"""The reader of a user's own molecules: an SDF (3D coordinates used as they are) or a SMILES/CSV file
+(conformers from RDKit ETKDGv3 + MMFF94, seeded per record, made in parallel over the cores), written as shards
+on disk (:mod:`moldiff.data.shards`) with a fixed-seed split, cached by the file's content."""
 from __future__ import annotations
 
 import hashlib
+import json
+import multiprocessing
+import os
+import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 
+from moldiff.data.shards import ShardedStore, read_meta, write_shard
 from moldiff.data.store import MoleculeRecord, pack_records
-from moldiff.io_utils import atomic_path, atomic_write_text
+from moldiff.io_utils import atomic_write_text
 from moldiff.paths import data_dir
 
-FORMAT = 1
+FORMAT = 2
+SHARD_SIZE = 10_000
+"""File records per shard (one shard: its own fixed-seed 90/5/5 split)."""
 SPLIT_SEED = 0
 VALID_FRACTION = TEST_FRACTION = 0.05
 
@@ -70,37 +78,128 @@ def split(n: int, seed: int = SPLIT_SEED) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.sort(v).astype(np.int64)) for k, v in parts.items()}
 
 
-def load_file(path: str | Path, root: str | Path | None = None, seed: int = 0, say=print) -> dict:
-    """The store of a molecule file (processed once, then read from the cache). Bad records are skipped,
-    counted in one line and listed (with their record numbers) in ``<cache>.skipped.txt``; a file with no
-    usable record raises ValueError."""
-    from moldiff.chem.io import read_molecules
+def record_seed(seed: int, number: int) -> int:
+    """The conformer seed of record ``number``: the same however the file is chunked or parallelised."""
+    return (seed * 1_000_003 + number) % (2**31 - 1)
 
-    path = Path(path)
-    digest = file_digest(path) if path.is_file() else ""
-    cache = data_dir(root) / "files" / f"{path.stem}-{digest[:16]}-s{seed}-v{FORMAT}.pt"
-    if digest and cache.exists():
-        blob = torch.load(cache, weights_only=True)
-        if blob.get("format") == FORMAT and blob.get("source_sha256") == digest:
-            return blob
-    mols, problems = read_molecules(path)
-    records, skipped = [], list(problems)
-    for mol in mols:
-        rec, why = record_of(mol, seed)
+
+def _conformer_job(job: tuple[int, object, int]) -> tuple[int, MoleculeRecord | None, str | None]:
+    number, mol, seed = job
+    rec, why = record_of(mol, seed)
+    return number, rec, why
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _records(path: Path, limit: int | None) -> Iterator[list[tuple[int, object]]]:
+    """(record number, molecule or message) of the file in order, the first ``limit`` records."""
+    from moldiff.chem.io import iter_molecules
+
+    number = 0
+    for item in iter_molecules(path):
+        number += 1
+        yield number, item
+        if limit is not None and number >= limit:
+            return
+
+
+def _process_chunk(items: list[tuple[int, object]], seed: int, pool) -> tuple[list[MoleculeRecord], list[int], list[str]]:
+    """Records (with their numbers) and skip messages of one shard's worth of file records."""
+    skipped = [f"record {n}: {item}" if not isinstance(item, str) or "record" not in item else item
+               for n, item in items if isinstance(item, str)]
+    jobs = [(n, mol, record_seed(seed, n)) for n, mol in items if not isinstance(mol, str)]
+    results = pool.imap(_conformer_job, jobs, chunksize=16) if pool is not None else map(_conformer_job, jobs)
+    records, numbers = [], []
+    for (n, mol, _), (_, rec, why) in zip(jobs, results):
         if rec is None:
-            skipped.append(f"{mol.GetProp('moldiff_source') if mol.HasProp('moldiff_source') else '?'}: {why}")
+            source = mol.GetProp("moldiff_source") if mol.HasProp("moldiff_source") else f"record {n}"
+            skipped.append(f"{source}: {why}")
         else:
             records.append(rec)
-    if not records:
-        raise ValueError(f"{path}: no usable molecule ({len(skipped)} record(s) skipped: "
-                         f"{skipped[0] if skipped else 'empty'})")
-    blob = pack_records(records)
-    blob.update({"format": FORMAT, "source": str(path), "source_sha256": digest, "split_seed": SPLIT_SEED,
-                 "splits": split(len(records)), "skipped": len(skipped)})
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(cache) as tmp:
-        torch.save(blob, tmp)
-    log = cache.with_suffix(".skipped.txt")
-    atomic_write_text(log, "".join(f"{line}\n" for line in skipped))
-    say(f"{path}: {len(records)} molecules kept, {len(skipped)} skipped (listed in {log})")
-    return blob
+            numbers.append(n)
+    return records, numbers, skipped
+
+
+def load_file(path: str | Path, root: str | Path | None = None, seed: int = 0, say=print,
+              limit: int | None = None, workers: int | None = None, shard_size: int = SHARD_SIZE) -> ShardedStore:
+    """The store of a molecule file (processed once into shards on disk, then read from there), its first
+    ``limit`` records when given. Conformers are made by ``workers`` processes (default: every core).
+    Bad records are skipped, counted in one line and listed (with their record numbers) in
+    ``<cache>/skipped.txt``; a file with no usable record raises ValueError. An interrupted processing
+    keeps its finished shards and continues from them."""
+    path = Path(path)
+    if not path.is_file():
+        from moldiff.chem.io import not_regular
+        raise ValueError(f"{path}: " + (f"{not_regular(path)}, not a regular file" if not_regular(path)
+                                        else "no such file"))
+    digest = file_digest(path)
+    name = path.name.split(".")[0] or "data"
+    cache = data_dir(root) / "files" / f"{name}-{digest[:16]}-s{seed}-b{shard_size}-v{FORMAT}"
+    index = cache / f"index-{limit if limit is not None else 'all'}.json"
+    info = {"source": str(path), "source_sha256": digest, "split_seed": SPLIT_SEED, "limit": limit}
+    if index.exists():
+        done = json.loads(index.read_text())
+        folders = [cache / f for f in done["shards"]]
+        if all((f / "meta.json").exists() for f in folders):
+            return ShardedStore(folders, dict(info, skipped=done["skipped"], kept=done["kept"]))
+    workers = _cores() if workers is None else max(1, workers)
+    folders, skipped_all, kept, t0 = [], [], 0, time.time()
+    pool = None
+    if workers > 1:
+        # fork where there is one: the workers run RDKit only, and need no importable __main__ (notebooks, stdin)
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        pool = multiprocessing.get_context(method).Pool(workers)
+    try:
+        chunk: list = []
+        shard = 0
+        stream = _records(path, limit)
+        while True:
+            item = next(stream, None)
+            if item is not None:
+                chunk.append(item)
+                if len(chunk) < shard_size:
+                    continue
+            if not chunk:
+                break
+            first, last = chunk[0][0], chunk[-1][0]
+            folder = cache / f"records-{first:09d}-{last:09d}"
+            if (folder / "meta.json").exists():
+                meta = read_meta(folder)
+                skipped = meta["skipped_messages"]
+            else:
+                records, numbers, skipped = _process_chunk(chunk, seed, pool)
+                if records:
+                    blob = pack_records(records)
+                    blob["splits"] = split(len(records), SPLIT_SEED + shard)
+                    write_shard(blob, folder, {"records": [first, last], "numbers": numbers,
+                                               "skipped_messages": skipped, "source_sha256": digest})
+                    meta = read_meta(folder)
+                else:
+                    meta = {"molecules": 0}
+            if meta["molecules"]:
+                folders.append(folder)
+                kept += meta["molecules"]
+            skipped_all += skipped
+            say(f"{path}: records {first:,}–{last:,} done ({kept:,} molecules kept, {len(skipped_all):,} "
+                f"skipped, {time.time() - t0:.0f} s)") if shard % 10 == 9 else None
+            shard += 1
+            chunk = []
+            if item is None:
+                break
+    finally:
+        if pool is not None:
+            pool.terminate()
+    if not folders:
+        raise ValueError(f"{path}: no usable molecule ({len(skipped_all)} record(s) skipped: "
+                         f"{skipped_all[0] if skipped_all else 'empty'})")
+    log = cache / f"skipped-{limit if limit is not None else 'all'}.txt"
+    atomic_write_text(log, "".join(f"{line}\n" for line in skipped_all))
+    atomic_write_text(index, json.dumps({"shards": [f.name for f in folders], "skipped": len(skipped_all),
+                                         "kept": kept}) + "\n")
+    say(f"{path}: {kept} molecules kept, {len(skipped_all)} skipped (listed in {log})")
+    return ShardedStore(folders, dict(info, skipped=len(skipped_all), kept=kept))

@@ -186,15 +186,19 @@ def make_data(atom_type: torch.Tensor, pos: torch.Tensor, charge: torch.Tensor |
 
 
 class MoleculeDataset(torch.utils.data.Dataset):
-    """One split ("train", "valid", "test") of a store as PyG ``Data`` objects."""
+    """One split ("train", "valid", "test") of a store as PyG ``Data`` objects. ``elements`` gives the
+    one-hot of ``x`` a wider table than the store's own (e.g. one shared by all shards of a dataset)."""
 
-    def __init__(self, split: str, blob: dict):
+    def __init__(self, split: str, blob: dict, elements: Sequence[str] | None = None):
         if split not in blob["splits"]:
             raise ValueError(f"unknown split {split!r}; choose from {sorted(blob['splits'])}")
         self.blob = blob
         self.split = split
         self.positions = blob["splits"][split]
-        self.atomic_numbers = [atomic_number(e) for e in blob["elements"]]
+        table = list(elements) if elements is not None else list(blob["elements"])
+        self.remap = None if table == list(blob["elements"]) else torch.tensor(
+            [table.index(e) for e in blob["elements"]], dtype=torch.long)
+        self.atomic_numbers = [atomic_number(e) for e in table]
 
     def __len__(self) -> int:
         return int(self.positions.numel())
@@ -204,8 +208,10 @@ class MoleculeDataset(torch.utils.data.Dataset):
         b = self.blob
         a0, a1 = int(b["atom_ptr"][m]), int(b["atom_ptr"][m + 1])
         b0, b1 = int(b["bond_ptr"][m]), int(b["bond_ptr"][m + 1])
-        data = make_data(b["atom_type"][a0:a1], b["pos"][a0:a1], b["charge"][a0:a1], b["bonds"][b0:b1],
-                         self.atomic_numbers)
+        atom_type = b["atom_type"][a0:a1]
+        if self.remap is not None:
+            atom_type = self.remap[atom_type.long()]
+        data = make_data(atom_type, b["pos"][a0:a1], b["charge"][a0:a1], b["bonds"][b0:b1], self.atomic_numbers)
         data.idx = m
         return data
 

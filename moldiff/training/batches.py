@@ -15,15 +15,24 @@ def _ignore_stop_signals(_worker_id: int) -> None:
 
 
 class EpochBatches:
-    """Batches of dataset positions for each epoch (order seeded by (seed, epoch)) and their collation."""
+    """Batches of dataset positions for each epoch (order seeded by (seed, epoch)) and their collation.
+
+    By default every rank holds the whole dataset and takes its share of one permutation. With
+    ``local_count`` the dataset is this rank's own (its shards): each rank permutes its molecules (seeded by
+    (seed, epoch, rank)) and uses ``local_count`` of them, the same number on every rank."""
 
     def __init__(self, dataset, batch_size: int, seed: int, device: torch.device, rank: int = 0, world: int = 1,
-                 workers: int = 0):
+                 workers: int = 0, local_count: int | None = None):
         self.dataset, self.batch_size, self.seed, self.device = dataset, batch_size, seed, device
-        self.rank, self.world, self.workers = rank, world, workers
+        self.rank, self.world, self.workers, self.local_count = rank, world, workers, local_count
 
     def __call__(self, epoch: int) -> list[torch.Tensor]:
         """This rank's batches (dataset positions) of one epoch."""
+        if self.local_count is not None:
+            g = torch.Generator().manual_seed((self.seed * 7_777 + epoch) * 1_009 + self.rank)
+            perm = torch.randperm(len(self.dataset), generator=g)[:self.local_count]
+            return [perm[k * self.batch_size:(k + 1) * self.batch_size]
+                    for k in range(len(perm) // self.batch_size)]
         g = torch.Generator().manual_seed(self.seed * 7_777 + epoch)
         perm = torch.randperm(len(self.dataset), generator=g)
         per_rank = self.batch_size * self.world
