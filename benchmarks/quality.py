@@ -35,6 +35,28 @@ ROWS = [("atom_stability", "atom stab. (protocol)"), ("molecule_stability", "mol
         ("sanitises_as_given", "RDKit sanitises own bonds")]
 
 
+@torch.no_grad()
+def generate_batch_stream(gen, n: int, steps: int, seed: int, batch_size: int, spacing: str, ddim: bool) -> list:
+    """The sampling of moldiff before per-molecule seeds, driven by today's chain loop: sizes from one
+    generator seeded ``seed``, every noise draw of every batch from one generator seeded ``seed + 1``. Given
+    the same seed it reproduces that code's molecules (tests/test_hooks.py); a diagnostic of the noise stream,
+    not a sampler to use (a molecule then depends on the batch it is in)."""
+    from moldiff.sampling import empty_graph, run_chain, to_molecules
+
+    hist = torch.tensor(gen.stats.n_atoms_hist, dtype=torch.float64)
+    sizes = torch.multinomial(hist / hist.sum(), n, replacement=True,
+                              generator=torch.Generator().manual_seed(seed)).tolist()
+    g = torch.Generator(device=gen.device).manual_seed(seed + 1)
+    cfg, mols = gen.config.features, []
+    gen.network.eval()
+    for start in range(0, n, batch_size):
+        template, graph = empty_graph(sizes[start:start + batch_size], cfg.h_dim, cfg.e_dim, gen.device)
+        out = run_chain(gen.network, gen.chain, template, graph, steps=steps, spacing=spacing, deterministic=ddim,
+                        generator=g)
+        mols += to_molecules(gen, out, graph)
+    return mols
+
+
 def value(report: dict, key: str) -> float | None:
     entry = report["metrics"].get(key, {})
     return 100.0 * entry["value"] if "value" in entry else None
@@ -49,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bf16", action="store_true", help="sample under bf16 autocast (moldiff sample --bf16)")
     ap.add_argument("--spacing", default="uniform", help="how S steps spread over [0, T]: uniform, quadratic")
     ap.add_argument("--batch-size", type=int, default=250)
+    ap.add_argument("--batch-stream", action="store_true", help="diagnostic: draw the noise as moldiff did before "
+                    "per-molecule seeds (one generator for all batches); see generate_batch_stream")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     info = machine_info()
@@ -57,12 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for steps in (int(s) for s in args.steps.split(",")):
         start = time.perf_counter()
-        mols = generate(gen, args.n, steps=steps, seed=args.seed, batch_size=args.batch_size,
-                        deterministic=args.ddim, spacing=args.spacing, bf16=args.bf16,
-                        progress=sys.stderr.isatty())
+        if args.batch_stream:
+            mols = generate_batch_stream(gen, args.n, steps, args.seed, args.batch_size, args.spacing, args.ddim)
+        else:
+            mols = generate(gen, args.n, steps=steps, seed=args.seed, batch_size=args.batch_size,
+                            deterministic=args.ddim, spacing=args.spacing, bf16=args.bf16,
+                            progress=sys.stderr.isatty())
         seconds = time.perf_counter() - start
         report = evaluate(mols, reference)
-        sampler = (("ddim" if args.ddim else "ancestral") + ("" if args.spacing == "uniform" else f", {args.spacing}")
+        sampler = (("ddim" if args.ddim else "ancestral") + (", batch stream" if args.batch_stream else "") + ("" if args.spacing == "uniform" else f", {args.spacing}")
                    + (", bf16" if args.bf16 else ""))
         runs.append({"steps": steps, "sampler": sampler, "n": args.n,
                      "sample_seconds": round(seconds, 1),

@@ -7,12 +7,12 @@ import torch
 from rdkit import Chem
 
 from moldiff.model import Generator
-from moldiff.pretrained import pretrained_path
+from moldiff.pretrained import pretrained_path, resolve_model
 from moldiff.sampling import generate
 
 
 def load_pretrained(name: str = "qm9", device: str | torch.device | None = None) -> Generator:
-    """A model shipped with moldiff, by name (``"qm9"``), with its EMA weights."""
+    """A model shipped with moldiff, by name (``"qm9"``, ``"moses"``), with its EMA weights."""
     return load(pretrained_path(name), device)
 
 
@@ -28,7 +28,8 @@ def sample(n: int, model: Generator | str = "qm9", *, steps: int | None = None, 
            n_atoms: int | None = None, deterministic: bool = False, keep_invalid: bool = True,
            batch_size: int = 250, spacing: str = "uniform", bf16: bool = False,
            progress: bool = True, threads: int | None = None) -> list[Chem.Mol]:
-    """Sample ``n`` molecules; ``model`` is a Generator, a pretrained name or a checkpoint path.
+    """Sample ``n`` molecules; ``model`` is a Generator, a built-in name (``"qm9"``, ``"moses"``) or a
+    checkpoint path.
 
     Each ``Mol`` has a 3D conformer and the property ``moldiff_valid``; with ``keep_invalid=False``
     samples RDKit cannot sanitise are left out (so fewer than ``n`` may come back). A progress bar shows on
@@ -40,7 +41,7 @@ def sample(n: int, model: Generator | str = "qm9", *, steps: int | None = None, 
     from moldiff.runtime import resolve_bf16, set_threads, threads_chosen_by_user
 
     if isinstance(model, str):
-        model = load(model) if Path(model).suffix == ".pt" else load_pretrained(model)
+        model = load(resolve_model(model))
     if threads is not None or not threads_chosen_by_user():
         set_threads(threads)
     mols = generate(model, n, steps=steps, seed=seed, n_atoms=n_atoms, deterministic=deterministic,

@@ -191,7 +191,9 @@ def add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate molecules (SDF, XYZ or SMILES by suffix; optional PNG grid)")
     p.add_argument("-n", "--num", type=int, default=10, help="number of molecules (10)")
     p.add_argument("-o", "--output", type=Path, default=Path("molecules.sdf"), help="output .sdf/.xyz/.smi")
-    p.add_argument("--checkpoint", help="checkpoint file (default: the built-in 'qm9' model)")
+    p.add_argument("--model", default="qm9", help="a built-in model, qm9 (default; QM9, up to 9 heavy atoms) or "
+                   "moses (drug-like, MOSES), or a checkpoint file")
+    p.add_argument("--checkpoint", help="checkpoint file (the same as --model FILE)")
     p.add_argument("--steps", type=int, help="sampler steps S ≤ T (default: all T)")
     p.add_argument("--ddim", action="store_true", help="deterministic DDIM-style sampler")
     p.add_argument("--spacing", choices=["uniform", "quadratic"], default="uniform",
@@ -238,20 +240,27 @@ def run_sample(args) -> int:
             raise UserError(f"--trajectory {args.trajectory}: the trajectory must be an .xyz file")
         _writable(args.trajectory)
 
-    from moldiff.api import load, load_pretrained  # the heavy imports, once the arguments are known to be good
+    from moldiff.api import load  # the heavy imports, once the arguments are known to be good
     from moldiff.checkpoint import CheckpointError
     from moldiff.io_utils import atomic_write_text, remove_stale_tmp
     from moldiff.runtime import resolve_bf16, set_threads
     from moldiff.sampling import generate_batches
 
+    from moldiff.pretrained import MODELS, resolve_model
+
+    try:
+        model_path = Path(args.checkpoint) if args.checkpoint else resolve_model(args.model)
+    except (ValueError, FileNotFoundError) as err:
+        raise UserError(str(err)) from None
+    builtin = None if args.checkpoint or args.model not in MODELS else args.model
     remove_stale_tmp(args.output.resolve().parent)
     set_threads(args.threads)
     # finished batches, as the output's own records (the output is their text plus the rest: exactly what an
     # uninterrupted run writes), and the record of the run beside them
     partial = args.output.with_name(args.output.name + ".partial" + args.output.suffix)
     sidecar = args.output.with_name(args.output.name + ".partial.json")
-    params = {"checkpoint": str(Path(args.checkpoint).resolve()) if args.checkpoint else "qm9",
-              "checkpoint_sha256": _sha256(Path(args.checkpoint) if args.checkpoint else None), "n": args.num,
+    params = {"checkpoint": builtin or str(model_path.resolve()),
+              "checkpoint_sha256": _sha256(model_path), "n": args.num,
               "seed": args.seed, "steps": args.steps, "spacing": args.spacing, "ddim": args.ddim,
               "atoms": args.atoms, "valid_only": args.valid_only, "bf16": args.bf16, "batch_size": args.batch_size}
     text, done, kept, n_valid = _resume_state(args, partial, sidecar, params)
@@ -271,7 +280,7 @@ def run_sample(args) -> int:
 
     previous = _on_sigterm()
     try:
-        gen = load(args.checkpoint, args.device) if args.checkpoint else load_pretrained("qm9", args.device)
+        gen = load(model_path, args.device)
         from moldiff.hooks import Trajectory
         traj = Trajectory(len(gen.config.features.atom_types)) if args.trajectory else None
         if args.steps is not None and not 1 <= args.steps <= gen.chain.T:

@@ -186,7 +186,7 @@ def load_file(path: str | Path, root: str | Path | None = None, seed: int = 0, s
                 kept += meta["molecules"]
             skipped_all += skipped
             say(f"{path}: records {first:,}–{last:,} done ({kept:,} molecules kept, {len(skipped_all):,} "
-                f"skipped, {time.time() - t0:.0f} s)") if shard % 10 == 9 else None
+                f"skipped, {time.time() - t0:.0f} s)")
             shard += 1
             chunk = []
             if item is None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MODELS = {"qm9": "qm9.pt"}
+MODELS = {"qm9": "qm9.pt", "moses": "moses.pt"}
+"""Built-in name -> file: ``qm9`` (QM9, heavy atoms, RDKit places the hydrogens) and ``moses`` (drug-like,
+the MOSES training set, likewise)."""
 
 
 def pretrained_path(name: str = "qm9") -> Path:
@@ -15,3 +17,14 @@ def pretrained_path(name: str = "qm9") -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"the pretrained model {name!r} is not installed ({path} missing)")
     return path
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """``--model``: a built-in name (``qm9``, ``moses``) or the path of a checkpoint file."""
+    text = str(name_or_path)
+    if text in MODELS:
+        return pretrained_path(text)
+    path = Path(text)
+    if path.suffix == ".pt" or path.exists() or "/" in text:
+        return path
+    raise ValueError(f"unknown model {text!r}: a built-in name ({', '.join(MODELS)}) or a checkpoint file")

@@ -1,0 +1,79 @@
+"""Geometry judged by a force field: MMFF94 strain of a 3D molecule and how far relaxation moves it.
+
+Protocol (one definition, used for generated molecules and reference conformers alike): the hydrogens are
+relaxed first with the heavy atoms fixed (hydrogens placed by RDKit, or generated ones, should not count as
+strain of the heavy-atom geometry), then everything; strain = the energy drop of the second relaxation
+(kcal/mol), and RMSD = heavy-atom RMSD between the geometry before and after it (best rigid alignment).
+Pure RDKit + numpy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+from rdkit import Chem, rdBase
+from rdkit.Chem import rdForceFieldHelpers, rdMolAlign
+
+MAX_ITERS = 2000
+
+
+@dataclass(frozen=True)
+class Strain:
+    """MMFF94 strain (kcal/mol) and heavy-atom RMSD (Å) to the relaxed geometry."""
+
+    strain: float
+    rmsd: float
+
+
+def mmff_strain(mol: Chem.Mol, max_iters: int = MAX_ITERS) -> Strain | None:
+    """The strain of ``mol``'s first conformer (explicit hydrogens with coordinates are expected; they are
+    added with coordinates when missing), or None when it does not sanitise, has no 3D conformer or MMFF94
+    lacks parameters for it."""
+    if mol is None or mol.GetNumConformers() == 0:
+        return None
+    with rdBase.BlockLogs():
+        work = Chem.Mol(mol)
+        try:
+            Chem.SanitizeMol(work)
+            if any(a.GetTotalNumHs() for a in work.GetAtoms()):
+                work = Chem.AddHs(work, addCoords=True)
+        except (ValueError, RuntimeError):
+            return None
+        props = rdForceFieldHelpers.MMFFGetMoleculeProperties(work)
+        if props is None:
+            return None
+        ff = rdForceFieldHelpers.MMFFGetMoleculeForceField(work, props)
+        if ff is None:
+            return None
+        heavy = [a.GetIdx() for a in work.GetAtoms() if a.GetAtomicNum() > 1]
+        for i in heavy:
+            ff.AddFixedPoint(i)
+        ff.Minimize(maxIts=max_iters)
+        start = Chem.Mol(work)
+        start.GetConformer().SetPositions(np.asarray(ff.Positions(), dtype=float).reshape(-1, 3))
+        before = rdForceFieldHelpers.MMFFGetMoleculeForceField(start, props)
+        e_before = before.CalcEnergy()
+        relaxed = Chem.Mol(start)
+        ff2 = rdForceFieldHelpers.MMFFGetMoleculeForceField(relaxed, props)
+        ff2.Minimize(maxIts=max_iters)
+        relaxed.GetConformer().SetPositions(np.asarray(ff2.Positions(), dtype=float).reshape(-1, 3))
+        e_after = ff2.CalcEnergy()
+        rmsd = rdMolAlign.AlignMol(Chem.Mol(relaxed), start, atomMap=[(i, i) for i in heavy])
+    if not (np.isfinite(e_before) and np.isfinite(e_after)):
+        return None
+    return Strain(float(e_before - e_after), float(rmsd))
+
+
+def strain_summary(mols: Iterable[Chem.Mol | None]) -> dict:
+    """Median and 90th percentile of strain and RMSD over the molecules MMFF94 can judge, with counts."""
+    results = [mmff_strain(m) for m in mols]
+    judged = [r for r in results if r is not None]
+    out = {"molecules": len(results), "judged": len(judged)}
+    if judged:
+        s = np.array([r.strain for r in judged])
+        d = np.array([r.rmsd for r in judged])
+        out.update({"strain_median": float(np.median(s)), "strain_p90": float(np.percentile(s, 90)),
+                    "rmsd_median": float(np.median(d)), "rmsd_p90": float(np.percentile(d, 90)),
+                    "unit": "kcal/mol, Å"})
+    return out
