@@ -48,3 +48,25 @@ def sample(n: int, model: Generator | str = "qm9", *, steps: int | None = None, 
                     batch_size=batch_size, spacing=spacing, bf16=resolve_bf16(bf16, model.device),
                     progress=progress)
     return mols if keep_invalid else [m for m in mols if m.GetIntProp("moldiff_valid")]
+
+
+def inpaint(fragment: Chem.Mol, n_add: int | tuple[int, int], n: int = 10, model: Generator | str = "qm9", *,
+            keep: list[int] | None = None, anchors: list[int] | None = None, steps: int | None = None,
+            spacing: str = "uniform", seed: int = 0, jump: int | None = None, resamplings: int | None = None,
+            keep_invalid: bool = True, batch_size: int = 100, threads: int | None = None) -> list[Chem.Mol]:
+    """``n`` molecules that contain ``fragment`` (an RDKit ``Mol`` with a 3D conformer; its heavy atoms for a
+    model with implicit hydrogens) at its coordinates, with ``n_add`` more atoms (or a range ``(lo, hi)``).
+    ``keep``/``anchors``: 1-based atom numbers to keep / where new atoms may bond (default: all). Each
+    returned ``Mol`` holds the fragment's atoms first, in order, and the property ``moldiff_valid``."""
+    from moldiff.inpainting import DEFAULT_JUMP, DEFAULT_RESAMPLINGS, Fragment, inpaint_molecules
+    from moldiff.runtime import set_threads, threads_chosen_by_user
+
+    if isinstance(model, str):
+        model = load(resolve_model(model))
+    if threads is not None or not threads_chosen_by_user():
+        set_threads(threads)
+    frag = Fragment.from_mol(fragment, keep, anchors, hydrogens=not model.config.features.implicit_h)
+    mols = inpaint_molecules(model, frag, n_add, n, steps=steps, spacing=spacing, seed=seed,
+                             jump=jump or DEFAULT_JUMP, resamplings=resamplings or DEFAULT_RESAMPLINGS,
+                             batch_size=batch_size)
+    return mols if keep_invalid else [m for m in mols if m.GetIntProp("moldiff_valid")]

@@ -521,6 +521,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     add_train(sub)
     add_sample(sub)
+    from moldiff.cli_inpaint import add_inpaint, run_inpaint
+
+    add_inpaint(sub)
+    RUNNERS["inpaint"] = run_inpaint
     add_evaluate(sub)
     add_export(sub)
     return parser

@@ -26,23 +26,28 @@ NoiseFn = Callable[[State, Graph], State]
 
 def iter_chain(model: Callable, chain: DiffusionChain, template: State, graph: Graph, *, steps: int | None = None,
                spacing: str = "uniform", deterministic: bool = False, generator: torch.Generator | None = None,
-               noise: NoiseFn | None = None, hooks: Sequence[Hook] = (), cond: torch.Tensor | None = None
-               ) -> Iterator[tuple[int, State]]:
+               noise: NoiseFn | None = None, hooks: Sequence[Hook] = (), cond: torch.Tensor | None = None,
+               times: Sequence[int] | None = None) -> Iterator[tuple[int, State]]:
     """The reverse chain from z_T ~ N(0, I), one :meth:`DiffusionChain.step` at a time: yields (s, z_s) after
     each step t → s and finally (−1, x̂), after the hooks have seen it.
 
     ``model(z, t, graph[, cond])`` predicts ε with t in [0, 1]; ``noise(template, graph)`` draws the standard
     normal noise (default: :func:`sample_noise` with ``generator``); every hook is called after every step
-    (:mod:`moldiff.hooks`) and may replace the state.
+    (:mod:`moldiff.hooks`) and may replace the state. ``times`` replaces the grid of ``steps``/``spacing`` with
+    any sequence of integer times from T to 0; where it rises (s > t) the state is noised forward with
+    q(z_s | z_t) instead (RePaint's resampling, see :func:`repaint_times`).
     """
     draw = noise or (lambda tmpl, g: sample_noise(tmpl, g, generator))
     extra = () if cond is None else (cond,)
     z = draw(template, graph)
-    grid = chain.timesteps(steps, spacing)
+    grid = list(times) if times is not None else chain.timesteps(steps, spacing)
     G, dev = graph.num_graphs, template.x.device
     for t_int, s_int in zip(grid[:-1], grid[1:]):
         t = torch.full((G,), t_int, dtype=torch.long, device=dev)
         s = torch.full((G,), s_int, dtype=torch.long, device=dev)
+        if s_int > t_int:  # a jump back up the chain (resampling): no network evaluation, no hooks
+            z = chain.renoise(z, t, s, graph, draw(z, graph))
+            continue
         eps_hat = model(z, t.to(z.x.dtype) / chain.T, graph, *extra)
         out = chain.step(z, eps_hat, t, s, graph, generator, deterministic,
                          noise=None if deterministic or noise is None else draw(z, graph))
@@ -51,6 +56,23 @@ def iter_chain(model: Callable, chain: DiffusionChain, template: State, graph: G
     t0 = torch.zeros(G, dtype=torch.long, device=dev)
     x_hat = chain.final(z, model(z, t0.to(z.x.dtype), graph, *extra), graph)
     yield -1, _apply(hooks, 0, -1, StepOutput(x_hat, x_hat), graph)
+
+
+def repaint_times(grid: Sequence[int], jump: int, resamplings: int) -> list[int]:
+    """The times of a RePaint schedule over a descending ``grid``: each block of ``jump`` steps is walked
+    down ``resamplings`` times, with a forward jump back to its start between walks (1 resampling: the grid)."""
+    grid = list(grid)
+    if resamplings <= 1 or jump <= 0:
+        return grid
+    times, i, n = [grid[0]], 0, len(grid) - 1
+    while i < n:
+        end = min(i + jump, n)
+        for r in range(resamplings):
+            times += grid[i + 1:end + 1]
+            if r < resamplings - 1:
+                times.append(grid[i])
+        i = end
+    return times
 
 
 def run_chain(model: Callable, chain: DiffusionChain, template: State, graph: Graph,

@@ -78,6 +78,12 @@ class DiffusionChain:
         a_ts, s_ts = self.transition(t, t - 1, z_prev.x.dtype)
         return affine(graph, a_ts, z_prev, s_ts, sample_noise(z_prev, graph, generator))
 
+    def renoise(self, z_s: State, s: torch.Tensor, t: torch.Tensor, graph: Graph, noise: State) -> State:
+        """A forward jump z_s → z_t (t > s) drawn from q(z_t | z_s) with the given standard normal ``noise``
+        (coordinates at zero CoM): RePaint's "go back and denoise again"."""
+        a_ts, s_ts = self.transition(t, s, z_s.x.dtype)
+        return affine(graph, a_ts, z_s, s_ts, noise)
+
     def transition(self, t: torch.Tensor, s: torch.Tensor, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         """α_{t|s} and σ_{t|s} of q(z_t | z_s) for s < t, computed in float64."""
         a2t, a2s = self.schedule.alpha2.to(t.device)[t], self.schedule.alpha2.to(t.device)[s]

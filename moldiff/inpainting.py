@@ -1,0 +1,252 @@
+"""Keep a fragment, generate the rest: inpainting with a trained (unconditional) model, no retraining.
+
+At every reverse step the fragment's atoms, their features and the bonds among them are replaced by a draw of
+q(z_s | x_fragment) (:class:`PinFragment`); RePaint-style resampling (:func:`moldiff.sampling.repaint_times`)
+walks each block of steps several times so that the generated part agrees with the fixed one. Frames: the
+chain lives at zero centre of mass, so the pinned fragment follows the centroid the model gives it, and the
+final molecule is translated so that the fragment sits exactly at its input coordinates (no rotation, no
+alignment of the fragment itself: its atoms are written as given).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from rdkit import Chem
+from torch_geometric.utils import scatter
+
+from moldiff.data.store import make_data, pair_position
+from moldiff.diffusion.chain import DiffusionChain
+from moldiff.model import Generator
+from moldiff.representation import encode
+from moldiff.sampling import (MoleculeNoise, SIZE_STREAM, check_size, empty_graph, finite_molecules, molecule_seed,
+                              repaint_times, run_chain, to_molecules, _zero_nonfinite)
+from moldiff.state import Graph, State, remove_mean
+
+PIN_STREAM = -2  # the molecule_seed "attempt" of the fragment's own noise draws
+DEFAULT_JUMP = 10
+DEFAULT_RESAMPLINGS = 1
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """The atoms to keep: elements, formal charges, coordinates (Å, the user's frame), bonds among them
+    (i < j, order 1/2/3) and which atoms may gain bonds to new atoms (``anchors``)."""
+
+    elements: tuple[str, ...]
+    charges: tuple[int, ...]
+    pos: np.ndarray  # (K, 3)
+    bonds: tuple[tuple[int, int, int], ...]
+    anchors: tuple[bool, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.elements)
+
+    @staticmethod
+    def from_mol(mol: Chem.Mol, keep: Sequence[int] | None = None, anchors: Sequence[int] | None = None,
+                 hydrogens: bool = False) -> "Fragment":
+        """The fragment of ``mol`` (its first conformer): atoms ``keep`` (1-based atom numbers of the file;
+        default all), hydrogens dropped unless ``hydrogens``; ``anchors`` (1-based, default: every kept atom).
+        Aromatic bonds are kekulised. Raises ValueError with a one-line reason."""
+        if mol is None or mol.GetNumConformers() == 0:
+            raise ValueError("the fragment needs 3D coordinates (an SDF/MOL record with a conformer)")
+        work = Chem.Mol(mol)
+        try:
+            Chem.SanitizeMol(work)
+            Chem.Kekulize(work, clearAromaticFlags=True)
+        except (ValueError, RuntimeError) as err:
+            raise ValueError(f"the fragment does not sanitise in RDKit: {str(err).splitlines()[0][:100]}") from None
+        n = work.GetNumAtoms()
+        chosen = list(range(1, n + 1)) if keep is None else list(keep)
+        for k in chosen + list(anchors or []):
+            if not 1 <= k <= n:
+                raise ValueError(f"atom number {k} is not in the fragment (atoms 1–{n})")
+        chosen = [k - 1 for k in dict.fromkeys(chosen)
+                  if hydrogens or work.GetAtomWithIdx(k - 1).GetAtomicNum() != 1]
+        if not chosen:
+            raise ValueError("no atoms of the fragment are kept")
+        index = {a: i for i, a in enumerate(chosen)}
+        orders = {Chem.BondType.SINGLE: 1, Chem.BondType.DOUBLE: 2, Chem.BondType.TRIPLE: 3}
+        bonds = []
+        for b in work.GetBonds():
+            i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
+            if i in index and j in index:
+                if b.GetBondType() not in orders:
+                    raise ValueError(f"bond {i + 1}–{j + 1} is {b.GetBondType()}: only single, double, triple")
+                a, c = sorted((index[i], index[j]))
+                bonds.append((a, c, orders[b.GetBondType()]))
+        anchor_set = None if anchors is None else {k - 1 for k in anchors}
+        pos = work.GetConformer().GetPositions()[chosen]
+        return Fragment(tuple(work.GetAtomWithIdx(a).GetSymbol() for a in chosen),
+                        tuple(work.GetAtomWithIdx(a).GetFormalCharge() for a in chosen), pos, tuple(sorted(bonds)),
+                        tuple(anchor_set is None or a in anchor_set for a in chosen))
+
+
+def combine(mols: Sequence[Chem.Mol]) -> Chem.Mol:
+    """Several fragment records as one molecule (e.g. two fragments to link), conformers kept."""
+    out = mols[0]
+    for m in mols[1:]:
+        out = Chem.CombineMols(out, m)
+    return out
+
+
+class PinFragment:
+    """A sampling hook that keeps the first K atoms of every molecule (and the pairs among them, and the
+    pairs between non-anchor atoms and new atoms as "no bond") at a draw of q(z_s | known) each step, and
+    exactly at the known values in the end, with the molecule moved so that the fragment sits at ``pos``."""
+
+    def __init__(self, chain: DiffusionChain, known: State, masks: dict[str, torch.Tensor], pos: torch.Tensor,
+                 noise: MoleculeNoise):
+        self.schedule, self.known, self.masks, self.pos, self.noise = chain.schedule, known, masks, pos, noise
+
+    def _centroid(self, x: torch.Tensor, graph: Graph) -> torch.Tensor:
+        rows = self.masks["x"]
+        return scatter(x[rows], graph.batch[rows], dim=0, dim_size=graph.num_graphs, reduce="mean")  # (G, 3)
+
+    def __call__(self, t: int, s: int, out, graph: Graph) -> State:
+        z = out.prev
+        x, h = z.x.clone(), z.h.clone()
+        e = None if z.e is None else z.e.clone()
+        mx, mh, me = self.masks["x"], self.masks["h"], self.masks.get("e")
+        if s < 0:
+            shift = self._centroid(self.pos.to(x.dtype), graph) - self._centroid(x, graph)
+            x = x + shift[graph.batch]
+            x[mx] = self.pos[mx].to(x.dtype)
+            h[mh] = self.known.h[mh].to(h.dtype)
+            if e is not None and me is not None:
+                e[me] = self.known.e[me].to(e.dtype)
+            return State(x, h, e)
+        eps = self.noise(z, graph)
+        s_t = torch.tensor([s], device=x.device)
+        a, sd = self.schedule.alpha(s_t, x.dtype), self.schedule.sigma(s_t, x.dtype)
+        centred = self.pos.to(x.dtype) - self._centroid(self.pos.to(x.dtype), graph)[graph.batch]
+        pinned = a * centred + sd * eps.x
+        # the fragment follows the centroid the model gave it, so known and new atoms stay in one frame
+        pinned = pinned - self._centroid(pinned, graph)[graph.batch] + self._centroid(x, graph)[graph.batch]
+        x[mx] = pinned[mx]
+        x = remove_mean(x, graph.batch, graph.num_graphs)
+        h[mh] = (a * self.known.h + sd * eps.h)[mh]
+        if e is not None and me is not None:
+            e[me] = (a * self.known.e + sd * eps.e)[me]
+        return State(x, h, e)
+
+
+def check_request(gen: Generator, fragment: Fragment, n_add: int | tuple[int, int], n: int, seed: int) -> list[int]:
+    """Atoms to add per molecule, after checking that the model can make the fragment and the sizes asked
+    for (ValueError with a one-line reason otherwise)."""
+    cfg = gen.config.features
+    vocab = cfg.vocab
+    missing = [e for e in fragment.elements if e not in vocab.elements]
+    if missing:
+        raise ValueError(f"the fragment holds {missing[0]}, which the model cannot make (elements "
+                         f"{', '.join(vocab.elements)})")
+    bad_charge = [c for c in fragment.charges if c not in (cfg.charges or (0,))]
+    if bad_charge:
+        raise ValueError(f"the fragment holds formal charge {bad_charge[0]:+d}, outside the model's "
+                         f"{tuple(cfg.charges or (0,))}")
+    bad_order = [o for *_, o in fragment.bonds if o not in vocab.bond_orders]
+    if bad_order:
+        raise ValueError(f"the fragment holds a bond of order {bad_order[0]}, outside the model's {vocab.bond_orders}")
+    if n <= 0:
+        raise ValueError(f"the number of molecules must be positive, got {n}")
+    adds = draw_additions(n_add, n, seed)
+    if min(adds) < 1:
+        raise ValueError("--add must be at least 1")
+    lo, hi = gen.stats.size_range
+    for total in sorted({fragment.size + a for a in adds}):
+        if hi and not lo <= total <= hi:
+            what = "heavy atoms" if cfg.implicit_h else "atoms"
+            raise ValueError(f"the fragment's {fragment.size} atoms + {total - fragment.size} added = {total} "
+                             f"{what}, but this model was trained on molecules of {lo}–{hi} {what}")
+        check_size(gen, total)
+    return adds
+
+
+def _known_state(gen: Generator, fragment: Fragment, sizes: list[int]) -> tuple[State, dict, torch.Tensor, Graph]:
+    """The known values and masks of a batch whose molecules start with the fragment's atoms."""
+    cfg = gen.config.features
+    vocab = cfg.vocab
+    K = fragment.size
+    template, graph = empty_graph(sizes, cfg.h_dim, cfg.e_dim, gen.device)
+    data = make_data(torch.tensor([vocab.elements.index(e) for e in fragment.elements]),
+                     torch.tensor(fragment.pos, dtype=torch.float32), torch.tensor(fragment.charges),
+                     torch.tensor(fragment.bonds, dtype=torch.long).reshape(-1, 3), vocab.atomic_numbers)
+    from torch_geometric.data import Batch
+
+    frag_state, _ = encode(Batch.from_data_list([data]), cfg)
+    n_atoms = graph.n_atoms.tolist()
+    starts = np.cumsum([0] + n_atoms[:-1])
+    mask_x = torch.zeros(template.x.shape[0], dtype=torch.bool)
+    h = template.h.clone()
+    pos = template.x.clone()
+    for st in starts:
+        mask_x[st:st + K] = True
+        h[st:st + K] = frag_state.h
+        pos[st:st + K] = torch.tensor(fragment.pos, dtype=pos.dtype)
+    masks = {"x": mask_x.to(gen.device), "h": mask_x.to(gen.device)}
+    e = None
+    if template.e is not None:
+        e = template.e.clone()
+        mask_e = torch.zeros(e.shape[0], dtype=torch.bool)
+        frag_pairs = torch.triu_indices(K, K, offset=1)
+        no_bond = torch.zeros(e.shape[1])
+        no_bond[0] = cfg.onehot_scale
+        pair_starts = np.cumsum([0] + [n * (n - 1) // 2 for n in n_atoms[:-1]])
+        for n, ps in zip(n_atoms, pair_starts):
+            rows = ps + pair_position(frag_pairs[0], frag_pairs[1], n)
+            mask_e[rows] = True
+            e[rows] = frag_state.e
+            for a, is_anchor in enumerate(fragment.anchors):
+                if not is_anchor:  # no new bond to this atom: it keeps its hydrogens
+                    new = torch.arange(K, n)
+                    rows = ps + pair_position(torch.full_like(new, a), new, n)
+                    mask_e[rows] = True
+                    e[rows] = no_bond
+        masks["e"] = mask_e.to(gen.device)
+    known = State(pos.to(gen.device), h.to(gen.device), None if e is None else e.to(gen.device))
+    return known, masks, pos.to(gen.device), graph
+
+
+def draw_additions(n_add: int | tuple[int, int], n: int, seed: int) -> list[int]:
+    """Atoms to add per molecule: ``n_add`` each, or a seeded uniform draw from the range (lo, hi)."""
+    if isinstance(n_add, int):
+        return [n_add] * n
+    lo, hi = n_add
+    return [lo + int(torch.randint(0, hi - lo + 1, (1,), generator=torch.Generator().manual_seed(
+        molecule_seed(seed, k, SIZE_STREAM)))) for k in range(n)]
+
+
+@torch.no_grad()
+def inpaint_molecules(gen: Generator, fragment: Fragment, n_add: int | tuple[int, int], n: int, *,
+                      steps: int | None = None, spacing: str = "uniform", seed: int = 0,
+                      jump: int = DEFAULT_JUMP, resamplings: int = DEFAULT_RESAMPLINGS, batch_size: int = 100,
+                      on_batch=None) -> list[Chem.Mol]:
+    """``n`` molecules that contain ``fragment`` (its atoms first, at its coordinates) and ``n_add`` more heavy
+    atoms each (or a range). Molecule k has its own seed, as in :func:`moldiff.sampling.generate_batches`."""
+    adds = check_request(gen, fragment, n_add, n, seed)
+    times = repaint_times(gen.chain.timesteps(steps, spacing), jump, resamplings)
+    gen.network.eval()
+    mols: list[Chem.Mol] = []
+    for first in range(0, n, batch_size):
+        ks = list(range(first, min(n, first + batch_size)))
+        sizes = [fragment.size + adds[k] for k in ks]
+        known, masks, pos, _ = _known_state(gen, fragment, sizes)
+        cfg = gen.config.features
+        template, graph = empty_graph(sizes, cfg.h_dim, cfg.e_dim, gen.device)
+        hook = PinFragment(gen.chain, known, masks, pos,
+                           MoleculeNoise([molecule_seed(seed, k, PIN_STREAM) for k in ks], gen.device))
+        out = run_chain(gen.network, gen.chain, template, graph, times=times,
+                        noise=MoleculeNoise([molecule_seed(seed, k) for k in ks], gen.device), hooks=[hook])
+        ok = finite_molecules(out, graph).tolist()
+        batch = to_molecules(gen, out if all(ok) else _zero_nonfinite(out), graph)
+        for m, good in zip(batch, ok):
+            m.SetIntProp("moldiff_fragment_atoms", fragment.size)
+            if not good:
+                m.SetIntProp("moldiff_valid", 0)
+        mols += batch
+        if on_batch:
+            on_batch(len(ks))
+    return mols

@@ -1,0 +1,133 @@
+"""Inpainting: a fragment of a real QM9 molecule is kept exactly (atoms, bonds, pose), new atoms are
+generated around it; RePaint's schedule; the command line with a linker and bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from rdkit import Chem
+
+from moldiff.api import load_pretrained
+from moldiff.chem.build import build_mol
+from moldiff.cli import main
+from moldiff.data.qm9 import load_processed
+from moldiff.inpainting import Fragment, inpaint_molecules
+from moldiff.sampling import repaint_times
+
+
+@pytest.fixture(scope="module")
+def gen():
+    torch.set_num_threads(1)
+    return load_pretrained("qm9")
+
+
+@pytest.fixture(scope="module")
+def ring_molecule():
+    """The first QM9 test molecule with a six-membered ring and 8 heavy atoms, hydrogens explicit, moved
+    50 Å away from the origin (the chain's frame must not move it back)."""
+    blob = load_processed(progress=False)
+    for m in blob["splits"]["test"].tolist():
+        a0, a1 = int(blob["atom_ptr"][m]), int(blob["atom_ptr"][m + 1])
+        b0, b1 = int(blob["bond_ptr"][m]), int(blob["bond_ptr"][m + 1])
+        elements = [blob["elements"][int(k)] for k in blob["atom_type"][a0:a1]]
+        mol = build_mol(elements, blob["pos"][a0:a1].double().numpy() + 50.0,
+                        [tuple(int(v) for v in b) for b in blob["bonds"][b0:b1]], blob["charge"][a0:a1].tolist())
+        try:
+            Chem.SanitizeMol(mol)
+        except (ValueError, RuntimeError):
+            continue
+        ri = mol.GetRingInfo()
+        if mol.GetNumHeavyAtoms() == 8 and any(len(r) == 6 for r in ri.AtomRings()):
+            return mol
+    pytest.fail("no such molecule in QM9's test split")
+
+
+def _heavy_numbers(mol):
+    return [a.GetIdx() + 1 for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
+
+
+def test_the_fragment_is_kept_exactly(gen, ring_molecule):
+    keep = _heavy_numbers(ring_molecule)[:-2]  # two heavy atoms removed
+    frag = Fragment.from_mol(ring_molecule, keep=keep)
+    mols = inpaint_molecules(gen, frag, 2, 6, steps=20, seed=0)
+    assert len(mols) == 6
+    for mol in mols:
+        pos = mol.GetConformer().GetPositions()[:frag.size]
+        assert np.sqrt(((pos - frag.pos) ** 2).sum(1).mean()) <= 0.05  # no alignment at all
+        assert tuple(a.GetSymbol() for a in mol.GetAtoms())[:frag.size] == frag.elements
+        assert mol.GetNumHeavyAtoms() == frag.size + 2
+        for i, j, order in frag.bonds:
+            bond = mol.GetBondBetweenAtoms(i, j)
+            assert bond is not None
+        inside = {(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds()
+                  if b.GetBeginAtomIdx() < frag.size and b.GetEndAtomIdx() < frag.size}
+        assert {tuple(sorted(p)) for p in inside} == {(i, j) for i, j, _ in frag.bonds}
+    new = np.concatenate([m.GetConformer().GetPositions()[frag.size:frag.size + 2] for m in mols])
+    assert np.linalg.norm(new.mean(0) - frag.pos.mean(0)) < 5.0  # the new atoms grew beside the fragment
+
+
+def test_only_anchors_gain_bonds(gen, ring_molecule):
+    keep = _heavy_numbers(ring_molecule)[:-2]
+    anchor = keep[0]
+    frag = Fragment.from_mol(ring_molecule, keep=keep, anchors=[anchor])
+    for mol in inpaint_molecules(gen, frag, 2, 6, steps=20, seed=1):
+        for b in mol.GetBonds():
+            i, j = sorted((b.GetBeginAtomIdx(), b.GetEndAtomIdx()))
+            if i < frag.size <= j and mol.GetAtomWithIdx(j).GetAtomicNum() > 1:
+                assert i == 0  # the only anchor (atom `anchor` of the file is the fragment's first)
+
+
+def test_same_seed_same_molecules_and_range_of_additions(gen, ring_molecule):
+    frag = Fragment.from_mol(ring_molecule, keep=_heavy_numbers(ring_molecule)[:5])
+    a = inpaint_molecules(gen, frag, (1, 3), 5, steps=10, seed=4)
+    b = inpaint_molecules(gen, frag, (1, 3), 5, steps=10, seed=4, batch_size=2)
+    assert [m.GetNumHeavyAtoms() for m in a] == [m.GetNumHeavyAtoms() for m in b]
+    assert {m.GetNumHeavyAtoms() - frag.size for m in a} <= {1, 2, 3}
+    for x, y in zip(a, b):
+        assert np.allclose(x.GetConformer().GetPositions(), y.GetConformer().GetPositions(), atol=1e-3)
+
+
+def test_repaint_schedule():
+    grid = [10, 8, 6, 4, 2, 0]
+    assert repaint_times(grid, 2, 1) == grid
+    times = repaint_times(grid, 2, 3)
+    assert times[0] == 10 and times[-1] == 0
+    down = sum(1 for t, s in zip(times, times[1:]) if s < t)
+    up = [(t, s) for t, s in zip(times, times[1:]) if s > t]
+    assert down == 3 * (len(grid) - 1) and up[:2] == [(6, 10), (6, 10)] and len(up) == 3 * (3 - 1)  # three blocks (2, 2, 1 steps), two jumps back each
+
+
+def test_command_line_linker_and_bad_input(ring_molecule, tmp_path, capsys):
+    heavy = _heavy_numbers(ring_molecule)
+    a = Chem.RWMol(Chem.RemoveHs(ring_molecule))
+    frag_file = tmp_path / "two.sdf"
+    writer = Chem.SDWriter(str(frag_file))
+    cut = next(b.GetIdx() for b in a.GetBonds() if not b.IsInRing())
+    pieces = Chem.GetMolFrags(Chem.FragmentOnBonds(a, [cut], addDummies=False), asMols=True)
+    assert len(pieces) == 2
+    for piece in pieces:  # two records: link them
+        writer.write(piece)
+    writer.close()
+    out = tmp_path / "linked.sdf"
+    assert main(["inpaint", "--fragment", str(frag_file), "--add", "1", "-n", "4", "--steps", "10",
+                 "-o", str(out), "--no-progress", "--threads", "1"]) == 0
+    mols = list(Chem.SDMolSupplier(str(out), sanitize=False, removeHs=False))
+    assert len(mols) == 4 and all(m.GetNumHeavyAtoms() == len(heavy) + 1 for m in mols)
+    capsys.readouterr()
+    cl = Chem.AddHs(Chem.MolFromSmiles("ClC1CCCCC1"))
+    from rdkit.Chem import AllChem
+    AllChem.EmbedMolecule(cl, randomSeed=0)
+    Chem.MolToMolFile(cl, str(tmp_path / "cl.mol"))
+    assert main(["inpaint", "--fragment", str(tmp_path / "cl.mol"), "--add", "1", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Cl" in err[0]
+    assert main(["inpaint", "--fragment", str(frag_file), "--add", "30", "-o", str(out), "--no-progress"]) == 2
+    assert "trained on molecules of" in capsys.readouterr().err
+
+
+def test_python_api(ring_molecule):
+    import moldiff
+
+    mols = moldiff.inpaint(ring_molecule, 1, 3, steps=10, keep=_heavy_numbers(ring_molecule)[:6], threads=1)
+    assert len(mols) == 3 and all(m.GetNumConformers() == 1 for m in mols)
+    assert all(m.GetIntProp("moldiff_fragment_atoms") == 6 for m in mols)
