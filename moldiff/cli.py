@@ -253,6 +253,15 @@ def run_sample(args) -> int:
     except (ValueError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
     builtin = None if args.checkpoint or args.model not in MODELS else args.model
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun: the run shared out over the processes
+        if args.resume or args.trajectory:
+            raise UserError("--resume and --trajectory are for one process; run them without torchrun")
+        from moldiff.sample_shards import run_sharded
+
+        try:
+            return run_sharded(args, model_path)
+        except (ValueError, CheckpointError, FileNotFoundError) as err:
+            raise UserError(str(err)) from None
     remove_stale_tmp(args.output.resolve().parent)
     set_threads(args.threads)
     # finished batches, as the output's own records (the output is their text plus the rest: exactly what an

@@ -301,6 +301,8 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
                                   finite_molecules(out, graph).tolist()):
                 mols[i], ok[i] = m, good
         report["dropped"] += ok.count(False)
+        for k, m in zip(ks, mols):
+            m.SetIntProp("moldiff_index", k)  # the molecule's number in the run: its seed is (seed, k)
         yield [m for m, good in zip(mols, ok) if good]
     bar.close()
 
