@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bf16", action="store_true", help="sample under bf16 autocast (moldiff sample --bf16)")
     ap.add_argument("--spacing", default="uniform", help="how S steps spread over [0, T]: uniform, quadratic")
     ap.add_argument("--batch-size", type=int, default=250)
+    ap.add_argument("--solver", choices=["dpm2m"], help="DPM-Solver++(2M) on the probability-flow ODE")
     ap.add_argument("--batch-stream", action="store_true", help="diagnostic: draw the noise as moldiff did before "
                     "per-molecule seeds (one generator for all batches); see generate_batch_stream")
     args = ap.parse_args(argv)
@@ -86,10 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             mols = generate(gen, args.n, steps=steps, seed=args.seed, batch_size=args.batch_size,
                             deterministic=args.ddim, spacing=args.spacing, bf16=args.bf16,
-                            progress=sys.stderr.isatty())
+                            progress=sys.stderr.isatty(), solver=args.solver)
         seconds = time.perf_counter() - start
         report = evaluate(mols, reference)
-        sampler = (("ddim" if args.ddim else "ancestral") + (", batch stream" if args.batch_stream else "") + ("" if args.spacing == "uniform" else f", {args.spacing}")
+        sampler = ((args.solver or ("ddim" if args.ddim else "ancestral")) + (", batch stream" if args.batch_stream else "") + ("" if args.spacing == "uniform" else f", {args.spacing}")
                    + (", bf16" if args.bf16 else ""))
         runs.append({"steps": steps, "sampler": sampler, "n": args.n,
                      "sample_seconds": round(seconds, 1),

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # RDKit is needed to decode molecules, not to run the chain (
 
 MAX_ATOMS = 200
 MAX_ATTEMPTS = 3  # draws of one molecule whose chain went to NaN/inf before it is dropped
+SOLVERS = (None, "dpm2m")  # None: the chain's own step (ancestral, or DDIM with deterministic=True)
 SIZE_STREAM = -1  # the "attempt" of molecule_seed that seeds a molecule's size (redraws keep their size)
 
 NoiseFn = Callable[[State, Graph], State]
@@ -27,7 +28,7 @@ NoiseFn = Callable[[State, Graph], State]
 def iter_chain(model: Callable, chain: DiffusionChain, template: State, graph: Graph, *, steps: int | None = None,
                spacing: str = "uniform", deterministic: bool = False, generator: torch.Generator | None = None,
                noise: NoiseFn | None = None, hooks: Sequence[Hook] = (), cond: torch.Tensor | None = None,
-               times: Sequence[int] | None = None) -> Iterator[tuple[int, State]]:
+               times: Sequence[int] | None = None, solver: str | None = None) -> Iterator[tuple[int, State]]:
     """The reverse chain from z_T ~ N(0, I), one :meth:`DiffusionChain.step` at a time: yields (s, z_s) after
     each step t → s and finally (−1, x̂), after the hooks have seen it.
 
@@ -35,8 +36,13 @@ def iter_chain(model: Callable, chain: DiffusionChain, template: State, graph: G
     normal noise (default: :func:`sample_noise` with ``generator``); every hook is called after every step
     (:mod:`moldiff.hooks`) and may replace the state. ``times`` replaces the grid of ``steps``/``spacing`` with
     any sequence of integer times from T to 0; where it rises (s > t) the state is noised forward with
-    q(z_s | z_t) instead (RePaint's resampling, see :func:`repaint_times`).
+    q(z_s | z_t) instead (RePaint's resampling, see :func:`repaint_times`). ``solver="dpm2m"`` integrates the
+    probability-flow ODE with DPM-Solver++(2M) instead of the chain's own step (deterministic; no noise drawn
+    after z_T).
     """
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(map(str, SOLVERS))}")
+    history: tuple = ()
     draw = noise or (lambda tmpl, g: sample_noise(tmpl, g, generator))
     extra = () if cond is None else (cond,)
     z = draw(template, graph)
@@ -47,10 +53,16 @@ def iter_chain(model: Callable, chain: DiffusionChain, template: State, graph: G
         s = torch.full((G,), s_int, dtype=torch.long, device=dev)
         if s_int > t_int:  # a jump back up the chain (resampling): no network evaluation, no hooks
             z = chain.renoise(z, t, s, graph, draw(z, graph))
+            history = ()
             continue
         eps_hat = model(z, t.to(z.x.dtype) / chain.T, graph, *extra)
-        out = chain.step(z, eps_hat, t, s, graph, generator, deterministic,
-                         noise=None if deterministic or noise is None else draw(z, graph))
+        if solver == "dpm2m":
+            x_hat = chain.predict_x0(z, eps_hat, t, graph)
+            out = StepOutput(chain.dpm2m_step(z, x_hat, t, s, graph, *history), x_hat)
+            history = (x_hat, t)
+        else:
+            out = chain.step(z, eps_hat, t, s, graph, generator, deterministic,
+                             noise=None if deterministic or noise is None else draw(z, graph))
         z = _apply(hooks, t_int, s_int, out, graph)
         yield s_int, z
     t0 = torch.zeros(G, dtype=torch.long, device=dev)
@@ -235,12 +247,12 @@ def check_size(gen: Generator, n_atoms: int | None) -> None:
 
 
 def _chain_batch(gen: Generator, sizes: list[int], seeds: list[int], *, steps, spacing, deterministic, bf16,
-                 hooks, cond, on_eval) -> State | None:
+                 hooks, cond, on_eval, solver=None) -> State | None:
     cfg = gen.config.features
     template, graph = empty_graph(sizes, cfg.h_dim, cfg.e_dim, gen.device)
     with torch.autocast(gen.device.type, dtype=torch.bfloat16, enabled=bf16):
         out = run_chain(gen.network, gen.chain, template, graph, steps=steps, spacing=spacing,
-                        deterministic=deterministic, noise=MoleculeNoise(seeds, gen.device), hooks=hooks,
+                        deterministic=deterministic, noise=MoleculeNoise(seeds, gen.device), hooks=hooks, solver=solver,
                         cond=cond, on_eval=on_eval)
     return out, graph
 
@@ -250,7 +262,7 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
                      n_atoms: int | None = None, batch_size: int = 250, deterministic: bool = False,
                      spacing: str = "uniform", bf16: bool = False, progress: bool = False, start: int = 0,
                      report: dict | None = None, hooks: Sequence[Hook] = (),
-                     cond: torch.Tensor | None = None) -> Iterator[list[Chem.Mol]]:
+                     cond: torch.Tensor | None = None, solver: str | None = None) -> Iterator[list[Chem.Mol]]:
     """Sample molecules ``start`` … ``n`` − 1 of a run, ``batch_size`` at a time; yields each batch's molecules.
 
     Molecule k has its own seed (:func:`molecule_seed` of ``seed`` and k): its size and every noise draw come
@@ -278,7 +290,7 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
     bar = tqdm(total=evals * (n - start), disable=not progress, desc="sampling", unit="mol·step",
                mininterval=1.0, unit_scale=False)
     gen.network.eval()
-    opts = dict(steps=steps, spacing=spacing, deterministic=deterministic, bf16=bf16, hooks=hooks)
+    opts = dict(steps=steps, spacing=spacing, deterministic=deterministic, bf16=bf16, hooks=hooks, solver=solver)
     for first in range(start, n, batch_size):
         ks = list(range(first, min(n, first + batch_size)))
         seeds = [molecule_seed(seed, k) for k in ks]

@@ -19,7 +19,7 @@ import torch
 from moldiff.diffusion.schedule import NoiseSchedule
 from moldiff.state import Graph, State, affine, per_graph, per_graph_sum, remove_mean
 
-SPACINGS = ("uniform", "quadratic")  # how an S-step sampler spreads its steps over [0, T]
+SPACINGS = ("uniform", "quadratic", "logsnr")  # how an S-step sampler spreads its steps over [0, T]
 
 EpsModel = Callable[[State, torch.Tensor, Graph], State]
 
@@ -210,6 +210,10 @@ class DiffusionChain:
             raise ValueError(f"unknown spacing {spacing!r}; choose from {SPACINGS}")
         if spacing == "uniform":
             grid = torch.linspace(self.T, 0, steps + 1).round().long().tolist()
+        elif spacing == "logsnr":  # even steps in λ = log(α/σ), as DPM-Solver places them
+            lam = self.log_snr()
+            targets = torch.linspace(float(lam[self.T]), float(lam[0]), steps + 1, dtype=torch.float64)
+            grid = [int((lam - v).abs().argmin()) for v in targets]
         else:
             grid = (self.T * torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64) ** 2).round().long().tolist()
         return sorted(set(grid), reverse=True)
@@ -231,6 +235,30 @@ class DiffusionChain:
             noise = noise if noise is not None else sample_noise(z_t, graph, generator)
             z = mean.combine(lambda k, m, n: m + per_graph(std, k, graph) * n, noise)
         return StepOutput(State(remove_mean(z.x, graph.batch, graph.num_graphs), z.h, z.e), x_hat)
+
+    def log_snr(self) -> torch.Tensor:
+        """λ_t = log(α_t/σ_t) for t = 0 … T (float64, decreasing in t)."""
+        a2 = self.schedule.alpha2.double()
+        return 0.5 * (a2.log() - (1.0 - a2).log())
+
+    def dpm2m_step(self, z_t: State, x_hat: State, t: torch.Tensor, s: torch.Tensor, graph: Graph,
+                   x_hat_prev: State | None = None, t_prev: torch.Tensor | None = None) -> State:
+        """One step t → s of DPM-Solver++(2M), the second-order multistep solver of the probability-flow ODE in
+        its data-prediction form: x̂ of this step and of the one before (``x_hat_prev`` at ``t_prev``; first
+        order, i.e. DDIM, without it). Coordinates at zero CoM."""
+        lam = self.log_snr().to(t.device)
+        dtype = z_t.x.dtype
+        h = lam[s] - lam[t]
+        a_s = self.schedule.alpha2.to(t.device)[s].double().sqrt()
+        sig_s, sig_t = (1 - self.schedule.alpha2.to(t.device)[s].double()).sqrt(), \
+            (1 - self.schedule.alpha2.to(t.device)[t].double()).sqrt()
+        d = x_hat
+        if x_hat_prev is not None:
+            r = (lam[t] - lam[t_prev]) / h
+            c = (1.0 / (2.0 * r)).to(dtype)
+            d = affine(graph, (1.0 + c), x_hat, -c, x_hat_prev)
+        z = affine(graph, (sig_s / sig_t).to(dtype), z_t, (a_s * (1.0 - torch.exp(-h))).to(dtype), d)
+        return State(remove_mean(z.x, graph.batch, graph.num_graphs), z.h, z.e)
 
     def final(self, z_0: State, eps_hat: State, graph: Graph) -> State:
         """x̂ at t = 0 from the last state and the network's ε̂ there (coordinates at zero CoM)."""
