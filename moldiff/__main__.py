@@ -38,5 +38,6 @@ def _run() -> int:
         return 1
 
 
-_unshadow()
-sys.exit(_run())
+if __name__ == "__main__":  # not when a spawned worker process imports the main module
+    _unshadow()
+    sys.exit(_run())

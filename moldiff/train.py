@@ -71,6 +71,7 @@ class Trainer:
             raise ValueError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --run-dir")
         tc = cfg.train
         saved = blob.get("data", {}) if blob is not None else {}
+        self._saved_data = saved
         if blob is not None and data_file is None:
             data_file = saved.get("source")  # a run on a user's file resumes on that file
             limit = saved.get("limit", limit)
@@ -123,16 +124,23 @@ class Trainer:
     def _open_file(self, path, root, limit, workers, shard_size, hydrogens: bool):
         """The file's store (processed by rank 0 while the other ranks wait, then opened by all); ``moses``
         names the MOSES training set."""
+        sha256 = self._saved_data.get("sha256")
         if str(path) == "moses":
             from moldiff.data.moses import moses_file
-            path = moses_file("train")
+            try:
+                path = moses_file("train")
+            except ValueError:
+                if not sha256:  # without molsets a resumed run can still use its processed shards
+                    raise
         say = print if self.rank == 0 else (lambda line: None)
         if self.world > 1:
             import torch.distributed as dist
             if self.rank == 0:
-                load_file(path, root, say=say, limit=limit, workers=workers, shard_size=shard_size).view(hydrogens)
+                load_file(path, root, say=say, limit=limit, workers=workers, shard_size=shard_size,
+                          sha256=sha256).view(hydrogens)
             dist.barrier()
-        return load_file(path, root, say=say, limit=limit, workers=workers, shard_size=shard_size).view(hydrogens)
+        return load_file(path, root, say=say, limit=limit, workers=workers, shard_size=shard_size,
+                         sha256=sha256).view(hydrogens)
 
     @property
     def weights(self) -> dict[str, float]:

@@ -122,3 +122,18 @@ def test_ddp_ranks_read_their_own_shards(smi, tmp_path):
     for r in ranks:
         assert {f for f, _ in r["molecules"]} <= set(r["folders"])
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 2
+
+
+def test_resume_without_the_source_file_uses_its_shards(smi, tmp_path):
+    """A machine given the processed shards but not the file (e.g. a GPU lease) continues the run."""
+    import shutil
+
+    source = tmp_path / "copy.smi"
+    shutil.copy(smi, source)
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    common = ["--run-dir", str(run), "--data-dir", str(cache), "--no-progress"]
+    assert main(["train", "--preset", "tiny", "--data", str(source), "--batch-size", "4", "--max-steps", "1",
+                 "--conformer-workers", "1"] + common) == 0
+    source.unlink()
+    assert main(["train", "--resume", "--max-steps", "2"] + common) == 0
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 2

@@ -89,6 +89,27 @@ def _conformer_job(job: tuple[int, object, int]) -> tuple[int, MoleculeRecord | 
     return number, rec, why
 
 
+def _spawn_pool(workers: int):
+    """A pool of fresh interpreters for the conformer jobs. Spawned, not forked: a fork of a process whose other
+    threads (torch's, a progress bar's) hold a lock can hang. The workers need this module only, so the
+    caller's main script is kept out of them (spawn would run it again in each worker: a script without an
+    ``if __name__ == "__main__"`` guard, or one read from stdin, would break)."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    saved = {k: getattr(main, k) for k in ("__spec__", "__file__") if main is not None and hasattr(main, k)}
+    try:
+        for k in saved:
+            if k == "__spec__":
+                main.__spec__ = None
+            else:
+                delattr(main, k)
+        return multiprocessing.get_context("spawn").Pool(workers)
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -125,15 +146,36 @@ def _process_chunk(items: list[tuple[int, object]], seed: int, pool) -> tuple[li
     return records, numbers, skipped
 
 
+def _cached_without_source(root, sha256: str | None, seed: int, shard_size: int, limit: int | None):
+    """The finished store of content ``sha256`` in the cache, or None."""
+    if not sha256:
+        return None
+    suffix = f"-{sha256[:16]}-s{seed}-b{shard_size}-v{FORMAT}"
+    for cache in sorted((data_dir(root) / "files").glob(f"*{suffix}")):
+        index = cache / f"index-{limit if limit is not None else 'all'}.json"
+        if index.exists():
+            done = json.loads(index.read_text())
+            folders = [cache / f for f in done["shards"]]
+            if all((f / "meta.json").exists() for f in folders):
+                return ShardedStore(folders, {"source": str(cache), "source_sha256": sha256, "split_seed": SPLIT_SEED,
+                                              "limit": limit, "skipped": done["skipped"], "kept": done["kept"]})
+    return None
+
+
 def load_file(path: str | Path, root: str | Path | None = None, seed: int = 0, say=print,
-              limit: int | None = None, workers: int | None = None, shard_size: int = SHARD_SIZE) -> ShardedStore:
+              limit: int | None = None, workers: int | None = None, shard_size: int = SHARD_SIZE,
+              sha256: str | None = None) -> ShardedStore:
     """The store of a molecule file (processed once into shards on disk, then read from there), its first
     ``limit`` records when given. Conformers are made by ``workers`` processes (default: every core).
     Bad records are skipped, counted in one line and listed (with their record numbers) in
     ``<cache>/skipped.txt``; a file with no usable record raises ValueError. An interrupted processing
-    keeps its finished shards and continues from them."""
+    keeps its finished shards and continues from them. Where the file itself is absent, a complete cache of
+    the content ``sha256`` names is used."""
     path = Path(path)
     if not path.is_file():
+        cached = _cached_without_source(root, sha256, seed, shard_size, limit)
+        if cached is not None:  # e.g. a GPU machine that was given the processed shards, not the file
+            return cached
         from moldiff.chem.io import not_regular
         raise ValueError(f"{path}: " + (f"{not_regular(path)}, not a regular file" if not_regular(path)
                                         else "no such file"))
@@ -151,9 +193,7 @@ def load_file(path: str | Path, root: str | Path | None = None, seed: int = 0, s
     folders, skipped_all, kept, t0 = [], [], 0, time.time()
     pool = None
     if workers > 1:
-        # fork where there is one: the workers run RDKit only, and need no importable __main__ (notebooks, stdin)
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        pool = multiprocessing.get_context(method).Pool(workers)
+        pool = _spawn_pool(workers)
     try:
         chunk: list = []
         shard = 0
