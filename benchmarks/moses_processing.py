@@ -72,8 +72,12 @@ def main() -> None:
         main_run = _timed(args.n, args.workers, args.data_dir, args.shard_size)
     result["runs"].append(dict(main_run, role="main"))
     per_mol_worker = main_run["seconds"] * main_run["workers"] / max(main_run["records"], 1)
+    cpu_per_mol = main_run["worker_cpu_seconds"] / max(main_run["records"], 1)
     result["projection"] = {
         "assumption": "throughput linear in worker processes (see the scaling runs), the same per-core speed",
+        "worker_cpu_seconds_per_molecule": round(cpu_per_mol, 4),
+        "all_moses_train_this_machine_hours_from_cpu": round(MOSES_TRAIN * cpu_per_mol / main_run["workers"] / 3600, 2),
+        "all_moses_train_64_cores_hours_from_cpu": round(MOSES_TRAIN * cpu_per_mol / 64 / 3600, 2),
         "all_moses_train_this_machine_hours": round(MOSES_TRAIN * per_mol_worker / main_run["workers"] / 3600, 2),
         "all_moses_train_64_cores_hours": round(MOSES_TRAIN * per_mol_worker / 64 / 3600, 2),
     }
