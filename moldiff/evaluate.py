@@ -60,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "computes and caches them (about a minute)")
     parser.add_argument("--perceive", action="store_true",
                         help="also report how often rdDetermineBonds perceives bonds and charges")
+    parser.add_argument("--geometry", type=int, default=200, metavar="N",
+                        help="MMFF94 strain (energy drop on relaxing, hydrogens relaxed first; kcal/mol) and "
+                             "heavy-atom RMSD to the relaxed geometry of the first N molecules that MMFF94 can "
+                             "judge (200; 0: skip); molecule files only")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write all figures to this JSON file")
 
 
@@ -163,6 +167,14 @@ def format_report(result: dict) -> str:
         label = LABELS.get(name, name)
         if "skipped" in m:
             skipped.append(f"  {label}: {m['skipped']}")
+        elif name == "mmff_strain":
+            if m.get("judged"):
+                lines.append(f"{'MMFF94 strain, median / p90':<42} {m['strain_median']:>8.2f} / {m['strain_p90']:.2f} "
+                             f"kcal/mol  ({m['judged']} molecules)")
+                lines.append(f"{'heavy-atom RMSD on relaxing, median / p90':<42} {m['rmsd_median']:>8.3f} / "
+                             f"{m['rmsd_p90']:.3f} Å")
+            else:
+                skipped.append(f"  MMFF94 strain: no molecule MMFF94 can judge")
         elif "ci95" in m:
             lo, hi = m["ci95"]
             lines.append(f"{label:<42} {100 * m['value']:>8.2f} %  [{100 * lo:6.2f}, {100 * hi:6.2f}]   "
@@ -195,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
     from moldiff.data.reference_qm9 import load_reference, reference_path
     structures: list[tuple[Sequence[str], np.ndarray]] = []
     judgements = []
+    file_mols: list = []
     n_errors = 0
     source: dict = {}
     if dataset:
@@ -212,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
             _err(message)
         n_errors += len(errors)
         judgements += [judge(m) for m in mols]
+        file_mols += mols
         structures += [(mol_elements(m), p) for m in mols if (p := mol_positions(m)) is not None]
         source.setdefault("files", []).append({"path": str(name), "molecules": len(mols), "errors": len(errors)})
     if not judgements:
@@ -236,6 +250,13 @@ def run(args: argparse.Namespace) -> int:
             result["metrics"]["perception"] = _perception(structures)
         else:
             result["metrics"]["perception"] = {"skipped": "no molecule has 3D coordinates"}
+    n_geometry = getattr(args, "geometry", 0) or 0
+    if n_geometry > 0 and file_mols:
+        from moldiff.chem.geometry import strain_summary
+        result["metrics"]["mmff_strain"] = dict(strain_summary(_first_judgeable(file_mols, n_geometry)),
+                                                definition="MMFF94: hydrogens relaxed with heavy atoms fixed, then "
+                                                "all; strain = energy drop of the second relaxation (kcal/mol), "
+                                                "RMSD = heavy-atom RMSD before/after it (Å)")
     result["source"] = source
     result["unreadable_records"] = n_errors
     result["reference"] = None if reference is None else reference.name
@@ -256,6 +277,26 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"figures written to {args.json}")
     return 0
+
+
+def _first_judgeable(mols: list, n: int) -> list:
+    """The first ``n`` molecules with a 3D conformer that sanitise (the ones MMFF94 may judge)."""
+    from rdkit import Chem, rdBase
+
+    out = []
+    with rdBase.BlockLogs():
+        for m in mols:
+            if len(out) >= n:
+                break
+            if m is None or m.GetNumConformers() == 0 or not m.GetConformer().Is3D():
+                continue
+            work = Chem.Mol(m)
+            try:
+                Chem.SanitizeMol(work)
+            except (ValueError, RuntimeError):
+                continue
+            out.append(work)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
