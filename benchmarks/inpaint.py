@@ -94,13 +94,27 @@ def own_bonds(mol: Chem.Mol, size: int) -> set[tuple[int, int, int]]:
     return out
 
 
+def same_graph(mol: Chem.Mol, frag: Fragment) -> bool:
+    """The fragment's bonds among the first atoms, an aromatic bond of the molecule standing for a fragment
+    bond of order 1 or 2 (another Kekulé structure of the same ring)."""
+    seen = {}
+    for b in mol.GetBonds():
+        i, j = sorted((b.GetBeginAtomIdx(), b.GetEndAtomIdx()))
+        if j < frag.size:
+            seen[(i, j)] = b
+    if set(seen) != {(i, j) for i, j, _ in frag.bonds}:
+        return False
+    return all(seen[(i, j)].GetIsAromatic() and o in (1, 2) or int(seen[(i, j)].GetBondTypeAsDouble()) == o
+               for i, j, o in frag.bonds)
+
+
 def judge(mol: Chem.Mol, frag: Fragment) -> dict:
     """Retention (the fragment's elements and bonds on the first atoms, RMSD ≤ 0.05 Å without alignment),
     validity, connectivity and the canonical SMILES of one completion."""
     pos = mol.GetConformer().GetPositions()[:frag.size]
     rmsd = float(np.sqrt(((pos - frag.pos) ** 2).sum(1).mean()))
     elements_ok = tuple(a.GetSymbol() for a in mol.GetAtoms())[:frag.size] == frag.elements
-    bonds_ok = own_bonds(mol, frag.size) == set(frag.bonds)
+    bonds_ok = own_bonds(mol, frag.size) == set(frag.bonds) or same_graph(mol, frag)
     valid = bool(mol.GetIntProp("moldiff_valid"))
     smiles, connected = None, False
     if valid:

@@ -3,7 +3,8 @@
 At every reverse step the fragment's atoms, their features and the bonds among them are replaced by a draw of
 q(z_s | x_fragment) (:class:`PinFragment`); RePaint-style resampling (:func:`moldiff.sampling.repaint_times`)
 walks each block of steps several times so that the generated part agrees with the fixed one. Frames: the
-chain lives at zero centre of mass, so the pinned fragment follows the centroid the model gives it, and the
+chain lives at zero centre of mass, so the pinned fragment sits where the model's clean estimate x̂ puts its
+centroid (which depends on the atoms still to come), and the
 final molecule is translated so that the fragment sits exactly at its input coordinates (no rotation, no
 alignment of the fragment itself: its atoms are written as given).
 """
@@ -27,23 +28,31 @@ from moldiff.state import Graph, State, remove_mean
 
 PIN_STREAM = -2  # the molecule_seed "attempt" of the fragment's own noise draws
 DEFAULT_JUMP = 10
-DEFAULT_RESAMPLINGS = 1
+DEFAULT_RESAMPLINGS = 3  # measured: benchmarks/results/inpaint_qm9.md
 
 
 @dataclass(frozen=True)
 class Fragment:
     """The atoms to keep: elements, formal charges, coordinates (Å, the user's frame), bonds among them
-    (i < j, order 1/2/3) and which atoms may gain bonds to new atoms (``anchors``)."""
+    (i < j, order 1/2/3), which atoms may gain bonds to new atoms (``anchors``) and how many bond orders each
+    may gain (``capacity``: its hydrogens plus its bonds to atoms left out; 0 for non-anchors). The new atoms
+    take the place of those hydrogens and atoms, so a fragment atom never ends up over its valence."""
 
     elements: tuple[str, ...]
     charges: tuple[int, ...]
     pos: np.ndarray  # (K, 3)
     bonds: tuple[tuple[int, int, int], ...]
     anchors: tuple[bool, ...]
+    capacity: tuple[int, ...] = ()
 
     @property
     def size(self) -> int:
         return len(self.elements)
+
+    @property
+    def capacities(self) -> tuple[int, ...]:
+        """Bond orders each atom may gain (no limit given: every anchor up to 3)."""
+        return self.capacity or tuple(3 if a else 0 for a in self.anchors)
 
     @staticmethod
     def from_mol(mol: Chem.Mol, keep: Sequence[int] | None = None, anchors: Sequence[int] | None = None,
@@ -79,10 +88,17 @@ class Fragment:
                 a, c = sorted((index[i], index[j]))
                 bonds.append((a, c, orders[b.GetBondType()]))
         anchor_set = None if anchors is None else {k - 1 for k in anchors}
+        is_anchor = tuple(anchor_set is None or a in anchor_set for a in chosen)
+        capacity = []
+        for a, anchor in zip(chosen, is_anchor):
+            atom = work.GetAtomWithIdx(a)
+            free = atom.GetTotalNumHs(includeNeighbors=not hydrogens)  # the hydrogens new atoms may replace
+            free += sum(int(b.GetBondTypeAsDouble()) for b in atom.GetBonds() if b.GetOtherAtomIdx(a) not in index)
+            capacity.append(free if anchor else 0)
         pos = work.GetConformer().GetPositions()[chosen]
         return Fragment(tuple(work.GetAtomWithIdx(a).GetSymbol() for a in chosen),
                         tuple(work.GetAtomWithIdx(a).GetFormalCharge() for a in chosen), pos, tuple(sorted(bonds)),
-                        tuple(anchor_set is None or a in anchor_set for a in chosen))
+                        is_anchor, tuple(capacity))
 
 
 def combine(mols: Sequence[Chem.Mol]) -> Chem.Mol:
@@ -99,8 +115,27 @@ class PinFragment:
     exactly at the known values in the end, with the molecule moved so that the fragment sits at ``pos``."""
 
     def __init__(self, chain: DiffusionChain, known: State, masks: dict[str, torch.Tensor], pos: torch.Tensor,
-                 noise: MoleculeNoise):
+                 noise: MoleculeNoise, links: dict | None = None):
         self.schedule, self.known, self.masks, self.pos, self.noise = chain.schedule, known, masks, pos, noise
+        self.links = links
+
+    def _cap_links(self, e: torch.Tensor) -> None:
+        """The bonds between fragment atoms and new atoms, read off the final x̂, kept within each fragment
+        atom's capacity: its bonds in order of the model's confidence, an order that no longer fits lowered to
+        the best one that does (or none)."""
+        L = self.links
+        rows, owner, capacity, orders = L["rows"], L["owner"], L["capacity"], L["orders"]
+        scores = e[rows].float()
+        for k in torch.unique(owner).tolist():
+            mine = (owner == k).nonzero().flatten()
+            left = int(capacity[k])
+            for r in mine[scores[mine].max(1).values.argsort(descending=True)].tolist():
+                fits = (orders <= left).nonzero().flatten()
+                best = fits[scores[r, fits].argmax()]
+                left -= int(orders[best])
+                row = torch.zeros(e.shape[1], dtype=e.dtype, device=e.device)
+                row[best] = L["scale"]
+                e[rows[r]] = row
 
     def _centroid(self, x: torch.Tensor, graph: Graph) -> torch.Tensor:
         rows = self.masks["x"]
@@ -118,14 +153,18 @@ class PinFragment:
             h[mh] = self.known.h[mh].to(h.dtype)
             if e is not None and me is not None:
                 e[me] = self.known.e[me].to(e.dtype)
+            if e is not None and self.links is not None:
+                self._cap_links(e)
             return State(x, h, e)
         eps = self.noise(z, graph)
         s_t = torch.tensor([s], device=x.device)
         a, sd = self.schedule.alpha(s_t, x.dtype), self.schedule.sigma(s_t, x.dtype)
         centred = self.pos.to(x.dtype) - self._centroid(self.pos.to(x.dtype), graph)[graph.batch]
         pinned = a * centred + sd * eps.x
-        # the fragment follows the centroid the model gave it, so known and new atoms stay in one frame
-        pinned = pinned - self._centroid(pinned, graph)[graph.batch] + self._centroid(x, graph)[graph.batch]
+        # the fragment's centroid in the zero-CoM frame is where the model's clean estimate x̂ puts it (it
+        # depends on where the new atoms will be); following the noisy proposal instead lets it drift
+        x0 = remove_mean(out.x0_hat.x, graph.batch, graph.num_graphs)
+        pinned = pinned - self._centroid(pinned, graph)[graph.batch] + a * self._centroid(x0, graph)[graph.batch]
         x[mx] = pinned[mx]
         x = remove_mean(x, graph.batch, graph.num_graphs)
         h[mh] = (a * self.known.h + sd * eps.h)[mh]
@@ -165,7 +204,7 @@ def check_request(gen: Generator, fragment: Fragment, n_add: int | tuple[int, in
     return adds
 
 
-def _known_state(gen: Generator, fragment: Fragment, sizes: list[int]) -> tuple[State, dict, torch.Tensor, Graph]:
+def _known_state(gen: Generator, fragment: Fragment, sizes: list[int]):
     """The known values and masks of a batch whose molecules start with the fragment's atoms."""
     cfg = gen.config.features
     vocab = cfg.vocab
@@ -187,7 +226,7 @@ def _known_state(gen: Generator, fragment: Fragment, sizes: list[int]) -> tuple[
         h[st:st + K] = frag_state.h
         pos[st:st + K] = torch.tensor(fragment.pos, dtype=pos.dtype)
     masks = {"x": mask_x.to(gen.device), "h": mask_x.to(gen.device)}
-    e = None
+    e, links = None, None
     if template.e is not None:
         e = template.e.clone()
         mask_e = torch.zeros(e.shape[0], dtype=torch.bool)
@@ -195,19 +234,29 @@ def _known_state(gen: Generator, fragment: Fragment, sizes: list[int]) -> tuple[
         no_bond = torch.zeros(e.shape[1])
         no_bond[0] = cfg.onehot_scale
         pair_starts = np.cumsum([0] + [n * (n - 1) // 2 for n in n_atoms[:-1]])
-        for n, ps in zip(n_atoms, pair_starts):
+        link_rows, link_owner = [], []
+        for m, (n, ps) in enumerate(zip(n_atoms, pair_starts)):
             rows = ps + pair_position(frag_pairs[0], frag_pairs[1], n)
             mask_e[rows] = True
             e[rows] = frag_state.e
-            for a, is_anchor in enumerate(fragment.anchors):
-                if not is_anchor:  # no new bond to this atom: it keeps its hydrogens
+            for a, free in enumerate(fragment.capacities):
+                if free > 0:
+                    new = torch.arange(K, n)
+                    link_rows.append(ps + pair_position(torch.full_like(new, a), new, n))
+                    link_owner.append(torch.full_like(new, m * K + a))
+                if free == 0:  # no new bond to this atom: a non-anchor, or one with nothing to replace
                     new = torch.arange(K, n)
                     rows = ps + pair_position(torch.full_like(new, a), new, n)
                     mask_e[rows] = True
                     e[rows] = no_bond
         masks["e"] = mask_e.to(gen.device)
+        if link_rows:
+            links = {"rows": torch.cat(link_rows).to(gen.device), "owner": torch.cat(link_owner).to(gen.device),
+                     "capacity": torch.tensor(fragment.capacities * len(n_atoms), device=gen.device),
+                     "orders": torch.tensor((0,) + tuple(vocab.bond_orders), device=gen.device),
+                     "scale": cfg.onehot_scale}
     known = State(pos.to(gen.device), h.to(gen.device), None if e is None else e.to(gen.device))
-    return known, masks, pos.to(gen.device), graph
+    return known, masks, pos.to(gen.device), graph, links
 
 
 def draw_additions(n_add: int | tuple[int, int], n: int, seed: int) -> list[int]:
@@ -233,11 +282,11 @@ def inpaint_molecules(gen: Generator, fragment: Fragment, n_add: int | tuple[int
     for first in range(0, n, batch_size):
         ks = list(range(first, min(n, first + batch_size)))
         sizes = [fragment.size + adds[k] for k in ks]
-        known, masks, pos, _ = _known_state(gen, fragment, sizes)
+        known, masks, pos, _, links = _known_state(gen, fragment, sizes)
         cfg = gen.config.features
         template, graph = empty_graph(sizes, cfg.h_dim, cfg.e_dim, gen.device)
         hook = PinFragment(gen.chain, known, masks, pos,
-                           MoleculeNoise([molecule_seed(seed, k, PIN_STREAM) for k in ks], gen.device))
+                           MoleculeNoise([molecule_seed(seed, k, PIN_STREAM) for k in ks], gen.device), links)
         out = run_chain(gen.network, gen.chain, template, graph, times=times,
                         noise=MoleculeNoise([molecule_seed(seed, k) for k in ks], gen.device), hooks=[hook])
         ok = finite_molecules(out, graph).tolist()

@@ -131,3 +131,17 @@ def test_python_api(ring_molecule):
     mols = moldiff.inpaint(ring_molecule, 1, 3, steps=10, keep=_heavy_numbers(ring_molecule)[:6], threads=1)
     assert len(mols) == 3 and all(m.GetNumConformers() == 1 for m in mols)
     assert all(m.GetIntProp("moldiff_fragment_atoms") == 6 for m in mols)
+
+
+def test_no_fragment_atom_gains_more_than_it_can_replace(gen, ring_molecule):
+    """Capacity = hydrogens + bonds to atoms left out: the new atoms never push a fragment atom over it."""
+    keep = _heavy_numbers(ring_molecule)[:-2]
+    frag = Fragment.from_mol(ring_molecule, keep=keep)
+    assert len(frag.capacity) == frag.size and min(frag.capacity) >= 0
+    for mol in inpaint_molecules(gen, frag, 2, 8, steps=20, seed=5):
+        gained = [0] * frag.size
+        for b in mol.GetBonds():
+            i, j = sorted((b.GetBeginAtomIdx(), b.GetEndAtomIdx()))
+            if i < frag.size <= j and mol.GetAtomWithIdx(j).GetAtomicNum() > 1:
+                gained[i] += int(round(b.GetBondTypeAsDouble()))
+        assert all(g <= c for g, c in zip(gained, frag.capacity)), (gained, frag.capacity)
