@@ -120,6 +120,6 @@ def run_inpaint(args) -> int:
     if args.png and out:
         from moldiff.draw import draw_grid
 
-        draw_grid(out[:100], args.png)
+        draw_grid(out[:100], args.png, highlight=fragment.size)
         print(f"drew {min(len(out), 100)} molecules to {args.png}")
     return 0
