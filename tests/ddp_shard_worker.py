@@ -8,8 +8,16 @@ from pathlib import Path
 from moldiff.config import load_config
 from moldiff.train import Trainer
 
+import os
+import traceback
+
 data, run_dir, cache = sys.argv[1:4]
-trainer = Trainer(load_config("tiny"), run_dir, cache, data_file=data, shard_size=4, progress=False)
+try:
+    trainer = Trainer(load_config("tiny"), run_dir, cache, data_file=data, shard_size=4, progress=False,
+                      conformer_workers=1)
+except Exception:  # the test shows this rank's traceback (torchrun's own report keeps only its summary)
+    Path(run_dir).parent.joinpath(f"rank{os.environ.get('RANK')}.err").write_text(traceback.format_exc())
+    raise
 trainer.override(batch_size=2, eval_samples=0)
 train = trainer.train_set
 paths = [Path(d.blob["shard"]) for d in train.datasets]

@@ -114,7 +114,8 @@ def test_ddp_ranks_read_their_own_shards(smi, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
            str(worker), str(smi), str(tmp_path / "run"), str(tmp_path / "cache")]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
+    errors = "".join(p.read_text() for p in tmp_path.glob("rank*.err"))
+    assert done.returncode == 0, errors or done.stderr[-2000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     names = sorted(p.name for p in (tmp_path / "cache" / "files").glob("*/records-*"))
     assert ranks[0]["folders"] == names[0::2] and ranks[1]["folders"] == names[1::2]
