@@ -73,3 +73,20 @@ def test_api_progress_bar_is_on_by_default_and_ends_at_100_percent(capfd):
     assert "100%" in bar and done == total == 3 * 3, bar  # 3 molecules × (2 steps + the final x̂)
     moldiff.sample(1, gen, steps=1, seed=0, progress=False)
     assert capfd.readouterr().err == ""
+
+
+def test_the_drug_like_model_ships_and_samples(tmp_path):
+    """moldiff.load_pretrained("moses") and `moldiff sample --model moses`: MOSES' elements, drug-like sizes."""
+    from rdkit import Chem
+
+    import moldiff
+    from moldiff.cli import main
+
+    gen = moldiff.load_pretrained("moses")
+    assert {"C", "N", "O", "S", "F", "Cl", "Br"} <= set(gen.config.features.atom_types)
+    assert gen.config.features.implicit_h and gen.stats.size_range[1] >= 25
+    out = tmp_path / "drug.sdf"
+    assert main(["sample", "--model", "moses", "-n", "3", "--steps", "5", "-o", str(out), "--no-progress",
+                 "--threads", "1"]) == 0
+    mols = list(Chem.SDMolSupplier(str(out), sanitize=False, removeHs=False))
+    assert len(mols) == 3 and all(m.GetNumConformers() == 1 and m.GetNumHeavyAtoms() >= 5 for m in mols)
