@@ -124,14 +124,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--geometry-n", type=int, default=200, help="molecules (generated and reference) for strain")
     ap.add_argument("--posebusters-n", type=int, default=100, help="molecules for PoseBusters (~1 s each)")
     ap.add_argument("--sdf", type=Path, help="also write the samples here")
+    ap.add_argument("--samples", type=Path, help="score this file of samples (from --sdf) instead of sampling")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     info = machine_info()
     gen = load(resolve_model(args.model))
     start = time.perf_counter()
-    mols = generate(gen, args.n, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
-                    spacing=args.spacing, progress=sys.stderr.isatty())
-    sample_seconds = time.perf_counter() - start
+    if args.samples:
+        from moldiff.chem.io import read_molecules
+        mols = read_molecules(args.samples)[0]
+        args.n = len(mols)
+    else:
+        mols = generate(gen, args.n, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
+                        spacing=args.spacing, progress=sys.stderr.isatty())
+    sample_seconds = None if args.samples else round(time.perf_counter() - start, 1)
     if args.sdf:
         from moldiff.chem.io import write_molecules
         write_molecules(mols, args.sdf)
@@ -151,10 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     ref_mmff = reference_conformers(args.geometry_n, mmff=True, seed=args.seed)
     geometry["moses_test_etkdg"] = strain_summary(ref_raw)
     geometry["moses_test_etkdg_mmff"] = strain_summary(ref_mmff)
-    busters = {"generated": posebusters_summary(valid[:args.posebusters_n]),
-               "moses_test_etkdg_mmff": posebusters_summary(ref_mmff[:args.posebusters_n])}
+    busters = {} if args.posebusters_n <= 0 else {
+        "generated": posebusters_summary(valid[:args.posebusters_n]),
+        "moses_test_etkdg_mmff": posebusters_summary(ref_mmff[:args.posebusters_n])}
     result = {"model": gen.info, "config_preset": gen.config.preset, "n": args.n, "steps": args.steps or gen.chain.T,
-              "spacing": args.spacing, "seed": args.seed, "sample_seconds": round(sample_seconds, 1),
+              "spacing": args.spacing, "seed": args.seed, "sample_seconds": sample_seconds,
+              "samples_file": str(args.samples) if args.samples else None,
               "metric_seconds": round(metric_seconds, 1), "threads": torch.get_num_threads(),
               "moses_metrics": metrics, "connected_valid": connected, "geometry": geometry, "posebusters": busters,
               "published": PUBLISHED, "command": command_line(argv, "moses.py")}
