@@ -221,20 +221,25 @@ def add_sample(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def check_outputs(output: Path, png: Path | None) -> None:
+    """The output (.sdf/.xyz/.smi) and the optional --png picture can be written."""
+    if output.suffix.lower() not in (".sdf", ".xyz", ".smi"):
+        raise UserError(f"{output}: unknown output type {output.suffix!r} (use .sdf, .xyz or .smi)")
+    _writable(output)
+    if png:
+        if png.suffix.lower() != ".png":
+            raise UserError(f"--png {png}: the picture must be a .png file")
+        _writable(png)
+
+
 def run_sample(args) -> int:
     if args.num <= 0:
         raise UserError(f"-n must be a positive number of molecules, got {args.num}")
-    if args.output.suffix.lower() not in (".sdf", ".xyz", ".smi"):
-        raise UserError(f"{args.output}: unknown output type {args.output.suffix!r} (use .sdf, .xyz or .smi)")
     if args.steps is not None and args.steps <= 0:
         raise UserError(f"--steps must be a positive number of steps, got {args.steps}")
     if args.batch_size <= 0:
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
-    _writable(args.output)
-    if args.png:
-        if args.png.suffix.lower() != ".png":
-            raise UserError(f"--png {args.png}: the picture must be a .png file")
-        _writable(args.png)
+    check_outputs(args.output, args.png)
     if args.trajectory:
         if args.trajectory.suffix.lower() != ".xyz":
             raise UserError(f"--trajectory {args.trajectory}: the trajectory must be an .xyz file")

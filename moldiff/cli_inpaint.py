@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from moldiff.cli import UserError, _positive as positive, _writable as writable
+from moldiff.cli import UserError, _positive as positive, check_outputs
 
 
 def _atom_list(text: str) -> list[int]:
@@ -70,13 +70,7 @@ def add_inpaint(sub) -> None:
 
 
 def run_inpaint(args) -> int:
-    if args.output.suffix.lower() not in (".sdf", ".xyz", ".smi"):
-        raise UserError(f"{args.output}: unknown output type {args.output.suffix!r} (use .sdf, .xyz or .smi)")
-    writable(args.output)
-    if args.png:
-        if args.png.suffix.lower() != ".png":
-            raise UserError(f"--png {args.png}: the picture must be a .png file")
-        writable(args.png)
+    check_outputs(args.output, args.png)
     from moldiff.chem.io import read_molecules, write_molecules
 
     mols, problems = read_molecules(args.fragment)

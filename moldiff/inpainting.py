@@ -256,7 +256,7 @@ def _known_state(gen: Generator, fragment: Fragment, sizes: list[int]):
                      "orders": torch.tensor((0,) + tuple(vocab.bond_orders), device=gen.device),
                      "scale": cfg.onehot_scale}
     known = State(pos.to(gen.device), h.to(gen.device), None if e is None else e.to(gen.device))
-    return known, masks, pos.to(gen.device), graph, links
+    return known, masks, pos.to(gen.device), template, graph, links
 
 
 def draw_additions(n_add: int | tuple[int, int], n: int, seed: int) -> list[int]:
@@ -282,9 +282,7 @@ def inpaint_molecules(gen: Generator, fragment: Fragment, n_add: int | tuple[int
     for first in range(0, n, batch_size):
         ks = list(range(first, min(n, first + batch_size)))
         sizes = [fragment.size + adds[k] for k in ks]
-        known, masks, pos, _, links = _known_state(gen, fragment, sizes)
-        cfg = gen.config.features
-        template, graph = empty_graph(sizes, cfg.h_dim, cfg.e_dim, gen.device)
+        known, masks, pos, template, graph, links = _known_state(gen, fragment, sizes)
         hook = PinFragment(gen.chain, known, masks, pos,
                            MoleculeNoise([molecule_seed(seed, k, PIN_STREAM) for k in ks], gen.device), links)
         out = run_chain(gen.network, gen.chain, template, graph, times=times,

@@ -152,14 +152,23 @@ def _cached_without_source(root, sha256: str | None, seed: int, shard_size: int,
         return None
     suffix = f"-{sha256[:16]}-s{seed}-b{shard_size}-v{FORMAT}"
     for cache in sorted((data_dir(root) / "files").glob(f"*{suffix}")):
-        index = cache / f"index-{limit if limit is not None else 'all'}.json"
-        if index.exists():
-            done = json.loads(index.read_text())
-            folders = [cache / f for f in done["shards"]]
-            if all((f / "meta.json").exists() for f in folders):
-                return ShardedStore(folders, {"source": str(cache), "source_sha256": sha256, "split_seed": SPLIT_SEED,
-                                              "limit": limit, "skipped": done["skipped"], "kept": done["kept"]})
+        store = _finished(cache, limit, {"source": str(cache), "source_sha256": sha256, "split_seed": SPLIT_SEED,
+                                         "limit": limit})
+        if store is not None:
+            return store
     return None
+
+
+def _finished(cache: Path, limit: int | None, info: dict) -> ShardedStore | None:
+    """The store a finished processing pass of ``limit`` records left in ``cache`` (its index), or None."""
+    index = cache / f"index-{limit if limit is not None else 'all'}.json"
+    if not index.exists():
+        return None
+    done = json.loads(index.read_text())
+    folders = [cache / f for f in done["shards"]]
+    if not all((f / "meta.json").exists() for f in folders):
+        return None
+    return ShardedStore(folders, dict(info, skipped=done["skipped"], kept=done["kept"]))
 
 
 def load_file(path: str | Path, root: str | Path | None = None, seed: int = 0, say=print,
@@ -184,11 +193,9 @@ def load_file(path: str | Path, root: str | Path | None = None, seed: int = 0, s
     cache = data_dir(root) / "files" / f"{name}-{digest[:16]}-s{seed}-b{shard_size}-v{FORMAT}"
     index = cache / f"index-{limit if limit is not None else 'all'}.json"
     info = {"source": str(path), "source_sha256": digest, "split_seed": SPLIT_SEED, "limit": limit}
-    if index.exists():
-        done = json.loads(index.read_text())
-        folders = [cache / f for f in done["shards"]]
-        if all((f / "meta.json").exists() for f in folders):
-            return ShardedStore(folders, dict(info, skipped=done["skipped"], kept=done["kept"]))
+    finished = _finished(cache, limit, info)
+    if finished is not None:
+        return finished
     workers = _cores() if workers is None else max(1, workers)
     folders, skipped_all, kept, t0 = [], [], 0, time.time()
     pool = None
