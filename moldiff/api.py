@@ -8,11 +8,11 @@ from rdkit import Chem
 
 from moldiff.model import Generator
 from moldiff.pretrained import pretrained_path, resolve_model
-from moldiff.sampling import generate
+from moldiff.sampling import conditioned, generate
 
 
 def load_pretrained(name: str = "qm9", device: str | torch.device | None = None) -> Generator:
-    """A model shipped with moldiff, by name (``"qm9"``, ``"moses"``), with its EMA weights."""
+    """A model shipped with moldiff, by name (``"qm9"``, ``"moses"``, ``"qm9-cond"``), with its EMA weights."""
     return load(pretrained_path(name), device)
 
 
@@ -27,9 +27,15 @@ def load(path: str | Path, device: str | torch.device | None = None) -> Generato
 def sample(n: int, model: Generator | str = "qm9", *, steps: int | None = None, seed: int = 0,
            n_atoms: int | None = None, deterministic: bool = False, keep_invalid: bool = True,
            batch_size: int = 250, spacing: str = "uniform", bf16: bool = False,
-           progress: bool = True, threads: int | None = None) -> list[Chem.Mol]:
-    """Sample ``n`` molecules; ``model`` is a Generator, a built-in name (``"qm9"``, ``"moses"``) or a
-    checkpoint path.
+           progress: bool = True, threads: int | None = None, condition: dict[str, float] | None = None,
+           guidance: float | None = None) -> list[Chem.Mol]:
+    """Sample ``n`` molecules; ``model`` is a Generator, a built-in name (``"qm9"``, ``"moses"``, ``"qm9-cond"``)
+    or a checkpoint path.
+
+    ``condition`` asks a conditional model (``"qm9-cond"``) for property values, any subset of its properties
+    in the data's units (QM9: alpha Bohr³, gap/homo/lumo Hartree, mu Debye, Cv cal/(mol K)), e.g.
+    ``{"gap": 0.25}``; ``guidance`` is the classifier-free guidance weight (default
+    :data:`moldiff.sampling.DEFAULT_GUIDANCE`). A value outside the training range is a warning.
 
     Each ``Mol`` has a 3D conformer and the property ``moldiff_valid``; with ``keep_invalid=False``
     samples RDKit cannot sanitise are left out (so fewer than ``n`` may come back). A progress bar shows on
@@ -44,9 +50,12 @@ def sample(n: int, model: Generator | str = "qm9", *, steps: int | None = None, 
         model = load(resolve_model(model))
     if threads is not None or not threads_chosen_by_user():
         set_threads(threads)
+    import warnings
+
+    model, extra = conditioned(model, condition, n, guidance, warn=lambda m: warnings.warn(m, stacklevel=3))
     mols = generate(model, n, steps=steps, seed=seed, n_atoms=n_atoms, deterministic=deterministic,
                     batch_size=batch_size, spacing=spacing, bf16=resolve_bf16(bf16, model.device),
-                    progress=progress)
+                    progress=progress, **extra)
     return mols if keep_invalid else [m for m in mols if m.GetIntProp("moldiff_valid")]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -116,6 +117,8 @@ def add_train(sub) -> None:
                    help="file records per on-disk shard of --data (under DDP each process reads its own shards)")
     p.add_argument("--conformer-workers", type=_positive, metavar="N",
                    help="processes making conformers for --data (default: every core)")
+    p.add_argument("--init-from", metavar="MODEL", help="start from the EMA weights of a built-in model (qm9, moses) "
+                   "or a checkpoint with the same network (a condition embedding it lacks starts at zero)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -147,6 +150,13 @@ def run_train(args) -> int:
         if args.resume:  # an exported sampling file or a damaged checkpoint: said at once, before the data
             load_checkpoint(args.run_dir / "checkpoint.pt", kind="training")
         cfg = None if args.resume else load_config(args.preset, args.config)
+        if args.init_from:
+            if args.resume:
+                raise ValueError("--init-from starts a new run; --resume continues one: use one of them")
+            from moldiff.pretrained import resolve_model
+
+            load_checkpoint(resolve_model(args.init_from), kind="inference")  # said at once, before the data
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from=args.init_from))
     except (ValueError, CheckpointError) as err:
         raise UserError(str(err)) from None
     for folder in (args.run_dir, args.run_dir / "snapshots"):
@@ -204,6 +214,12 @@ def add_sample(sub) -> None:
                    "rounding of batched arithmetic (< 0.05 Å), on the same device and thread count")
     p.add_argument("--atoms", type=int, help="atoms per molecule, heavy atoms for a model with implicit hydrogens "
                    "(default: drawn from the training p(N))")
+    p.add_argument("--condition", action="append", default=[], metavar="NAME=VALUE",
+                   help="ask a conditional model for a property value (repeat for several); qm9-cond takes "
+                        "alpha (Bohr^3), gap, homo, lumo (Hartree), mu (Debye) and Cv (cal/(mol K)), QM9's units, "
+                        "e.g. --condition gap=0.25 --condition mu=2.5")
+    p.add_argument("--guidance", type=float, metavar="W", help="classifier-free guidance weight of --condition "
+                   "(default 1.0; 0: the conditional model alone)")
     p.add_argument("--batch-size", type=int, default=250, help="molecules per batch (250)")
     p.add_argument("--bf16", action="store_true",
                    help="bf16 matrix multiplies in the network (coordinates stay fp32): about 1.6× faster on "
@@ -219,6 +235,22 @@ def add_sample(sub) -> None:
     p.add_argument("--resume", action="store_true", help="complete an interrupted run of the same command (its "
                    "finished batches are in OUTPUT.partial.sdf)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def parse_conditions(texts: Sequence[str]) -> dict[str, float]:
+    """``--condition NAME=VALUE`` options as a request; one-line errors for a malformed or repeated one."""
+    from moldiff.conditioning import parse_condition
+
+    request: dict[str, float] = {}
+    for text in texts:
+        try:
+            name, value = parse_condition(text)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        if name in request:
+            raise UserError(f"--condition {name} is given twice")
+        request[name] = value
+    return request
 
 
 def check_outputs(output: Path, png: Path | None) -> None:
@@ -240,6 +272,9 @@ def run_sample(args) -> int:
     if args.batch_size <= 0:
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
     check_outputs(args.output, args.png)
+    args.request = parse_conditions(args.condition)
+    if args.guidance is not None and not args.request:
+        raise UserError("--guidance weighs a --condition: give one (e.g. --condition gap=0.25)")
     if args.trajectory:
         if args.trajectory.suffix.lower() != ".xyz":
             raise UserError(f"--trajectory {args.trajectory}: the trajectory must be an .xyz file")
@@ -249,7 +284,7 @@ def run_sample(args) -> int:
     from moldiff.checkpoint import CheckpointError
     from moldiff.io_utils import atomic_write_text, remove_stale_tmp
     from moldiff.runtime import resolve_bf16, set_threads
-    from moldiff.sampling import generate_batches
+    from moldiff.sampling import conditioned, generate_batches
 
     from moldiff.pretrained import MODELS, resolve_model
 
@@ -276,7 +311,8 @@ def run_sample(args) -> int:
     params = {"checkpoint": builtin or str(model_path.resolve()),
               "checkpoint_sha256": _sha256(model_path), "n": args.num,
               "seed": args.seed, "steps": args.steps, "spacing": args.spacing, "ddim": args.ddim,
-              "atoms": args.atoms, "valid_only": args.valid_only, "bf16": args.bf16, "batch_size": args.batch_size}
+              "atoms": args.atoms, "valid_only": args.valid_only, "bf16": args.bf16, "batch_size": args.batch_size,
+              **({"condition": args.request, "guidance": args.guidance} if args.request else {})}
     text, done, kept, n_valid = _resume_state(args, partial, sidecar, params)
     if done and args.trajectory:
         raise UserError("--trajectory records molecule 0, which the interrupted run made already: resume without it")
@@ -299,10 +335,12 @@ def run_sample(args) -> int:
         traj = Trajectory(len(gen.config.features.atom_types)) if args.trajectory else None
         if args.steps is not None and not 1 <= args.steps <= gen.chain.T:
             raise ValueError(f"--steps must be between 1 and {gen.chain.T}, got {args.steps}")
+        gen, extra = conditioned(gen, args.request, args.num, args.guidance,
+                                 warn=lambda m: print(f"warning: {m}", file=sys.stderr))
         batches = generate_batches(gen, args.num, steps=args.steps, seed=args.seed, n_atoms=args.atoms,
                                    batch_size=args.batch_size, deterministic=args.ddim, spacing=args.spacing,
                                    bf16=resolve_bf16(args.bf16, gen.device), progress=not args.no_progress,
-                                   hooks=[traj] if traj else (), start=done, report=report)
+                                   hooks=[traj] if traj else (), start=done, report=report, **extra)
         record()  # before the first batch: a partial file is never without its record
         for first in range(done, args.num, args.batch_size):
             batch = [m for m in next(batches) if not args.valid_only or m.GetIntProp("moldiff_valid")]

@@ -8,6 +8,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from moldiff.conditioning import ConditionConfig
 from moldiff.diffusion.schedule import ScheduleConfig
 from moldiff.nn.egnn import EGNNConfig
 from moldiff.representation import FeatureConfig
@@ -38,6 +39,8 @@ class TrainConfig:
     eval_steps: int = 100  # sampler steps for those molecules
     bf16: bool = False  # bf16 autocast of the MLPs (coordinates stay fp32)
     num_threads: int | None = None
+    split: str = "train"  # the split trained on (QM9 also has train_gen / train_judge, the halves of train)
+    init_from: str | None = None  # a built-in model or checkpoint whose (EMA) weights start the run
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,20 @@ class RunConfig:
     model: EGNNConfig = field(default_factory=EGNNConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    condition: ConditionConfig = field(default_factory=ConditionConfig)
     preset: str = "custom"
     network: str = "egnn"  # the ε-network's kind, built through moldiff.nn.registry
     cond_dim: int = 0  # width of the per-molecule condition the network embeds beside t (0: unconditioned)
+
+    def __post_init__(self) -> None:
+        if self.condition.properties and self.cond_dim not in (0, self.condition.dim):
+            raise ValueError(f"cond_dim = {self.cond_dim} but {len(self.condition.properties)} condition properties "
+                             f"need {self.condition.dim}")
+
+    @property
+    def condition_dim(self) -> int:
+        """Width of the condition the network takes: 2 per property, or ``cond_dim`` for a custom condition."""
+        return self.condition.dim or self.cond_dim
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -79,7 +93,8 @@ class _Top:
     cond_dim: int = 0
 
 
-_TABLES = {"features": FeatureConfig, "model": EGNNConfig, "schedule": ScheduleConfig, "train": TrainConfig}
+_TABLES = {"features": FeatureConfig, "model": EGNNConfig, "schedule": ScheduleConfig, "train": TrainConfig,
+           "condition": ConditionConfig}
 
 
 def _fits(value, hint) -> bool:
@@ -168,6 +183,14 @@ PRESETS["qm9-bonds-noh"] = _merge(PRESETS["qm9-bonds"], {"features": {"implicit_
 PRESETS["moses"] = _merge(PRESETS["qm9-bonds-noh"], {
     "train": {"batch_size": 32, "eval_every_epochs": 0.25, "eval_samples": 100, "eval_steps": 100,
               "val_molecules": 500, "checkpoint_minutes": 5.0}})
+
+# The conditional QM9 model: qm9-bonds-noh taking EDM's six properties (any subset, classifier-free guidance),
+# trained on the generator's half of the training split (the property predictor that judges it learns from the
+# other half), starting from the shipped QM9 model's weights at its cool-down learning rate.
+PRESETS["qm9-cond"] = _merge(PRESETS["qm9-bonds-noh"], {
+    "condition": {"properties": ["alpha", "gap", "homo", "lumo", "mu", "Cv"]},
+    "train": {"split": "train_gen", "init_from": "qm9", "lr": 1e-4, "warmup_steps": 100, "bf16": True,
+              "eval_every_epochs": 2.0, "eval_samples": 200}})
 
 LEGACY_CHARGES = (-1, 0, 1)  # the charge classes of configs saved before the vocabulary was stored
 

@@ -18,7 +18,7 @@ from moldiff.nn import registry
 
 def build_network(cfg: RunConfig, kernel: str = "fast") -> nn.Module:
     """The ε-network a config describes (its kind through the registry), input sizes from its features."""
-    return registry.build_network(cfg.network, cfg.model, cfg.features.h_dim, cfg.features.e_dim, cfg.cond_dim,
+    return registry.build_network(cfg.network, cfg.model, cfg.features.h_dim, cfg.features.e_dim, cfg.condition_dim,
                                   kernel=kernel)
 
 

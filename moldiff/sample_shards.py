@@ -26,16 +26,19 @@ def run_sharded(args, model_path: Path) -> int:
     from moldiff.chem.io import write_molecules
     from moldiff.io_utils import atomic_write
     from moldiff.runtime import distributed_setup, resolve_bf16
-    from moldiff.sampling import generate
+    from moldiff.sampling import conditioned, generate
 
     device, rank, world = distributed_setup(args.device)
     gen = load(model_path, device)
+    gen, extra = conditioned(gen, getattr(args, "request", None), args.num, getattr(args, "guidance", None),
+                             warn=lambda m: print(f"warning: {m}") if rank == 0 else None)
     start, stop = shard_range(args.num, rank, world)
     mols = []
     if stop > start:
         mols = generate(gen, stop, start=start, steps=args.steps, seed=args.seed, n_atoms=args.atoms,
                         batch_size=args.batch_size, deterministic=args.ddim, spacing=args.spacing,
-                        bf16=resolve_bf16(args.bf16, gen.device), progress=not args.no_progress and rank == 0)
+                        bf16=resolve_bf16(args.bf16, gen.device), progress=not args.no_progress and rank == 0,
+                        **extra)
     if args.valid_only:
         mols = [m for m in mols if m.GetIntProp("moldiff_valid")]
     written, _ = write_molecules(mols, shard_path(args.output, rank))

@@ -2,7 +2,9 @@
 decoding to RDKit molecules."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+import dataclasses
+import math
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ if TYPE_CHECKING:  # RDKit is needed to decode molecules, not to run the chain (
 MAX_ATOMS = 200
 MAX_ATTEMPTS = 3  # draws of one molecule whose chain went to NaN/inf before it is dropped
 SOLVERS = (None, "dpm2m")  # None: the chain's own step (ancestral, or DDIM with deterministic=True)
+DEFAULT_GUIDANCE = 1.0  # classifier-free guidance weight of conditional sampling (benchmarks/conditional.py)
 SIZE_STREAM = -1  # the "attempt" of molecule_seed that seeds a molecule's size (redraws keep their size)
 
 NoiseFn = Callable[[State, Graph], State]
@@ -262,7 +265,9 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
                      n_atoms: int | None = None, batch_size: int = 250, deterministic: bool = False,
                      spacing: str = "uniform", bf16: bool = False, progress: bool = False, start: int = 0,
                      report: dict | None = None, hooks: Sequence[Hook] = (),
-                     cond: torch.Tensor | None = None, solver: str | None = None) -> Iterator[list[Chem.Mol]]:
+                     cond: torch.Tensor | None = None, solver: str | None = None,
+                     size_hist: Sequence[float] | None = None,
+                     sizes: Sequence[int] | None = None) -> Iterator[list[Chem.Mol]]:
     """Sample molecules ``start`` … ``n`` − 1 of a run, ``batch_size`` at a time; yields each batch's molecules.
 
     Molecule k has its own seed (:func:`molecule_seed` of ``seed`` and k): its size and every noise draw come
@@ -272,7 +277,9 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
     dropped); ``report`` counts them ("redrawn", "dropped"). Sizes (``n_atoms`` and p(N)) count the atoms of
     the chain: heavy atoms only for a model with implicit hydrogens. ``bf16`` runs the network's matrix
     multiplies under bf16 autocast (coordinates and the chain stay fp32). ``cond`` (n, cond_dim) conditions
-    a model trained with a condition; hooks are applied to every batch (:mod:`moldiff.hooks`).
+    a model trained with a condition (see :func:`conditioned`), ``size_hist`` replaces p(N) (e.g. p(N | condition))
+    and ``sizes`` (n,) fixes each molecule's size;
+    hooks are applied to every batch (:mod:`moldiff.hooks`).
     """
     from tqdm import tqdm
 
@@ -295,9 +302,11 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
         ks = list(range(first, min(n, first + batch_size)))
         seeds = [molecule_seed(seed, k) for k in ks]
         # the size from a stream of its own: the noise generators start from ``seeds`` themselves
-        sizes = [n_atoms or draw_size(gen.stats.n_atoms_hist, molecule_seed(seed, k, SIZE_STREAM)) for k in ks]
+        hist = gen.stats.n_atoms_hist if size_hist is None else size_hist
+        sizes_k = [int(sizes[k]) if sizes is not None else
+                   n_atoms or draw_size(hist, molecule_seed(seed, k, SIZE_STREAM)) for k in ks]
         batch_cond = None if cond is None else cond[ks[0]:ks[-1] + 1].to(gen.device)
-        out, graph = _chain_batch(gen, sizes, seeds, cond=batch_cond, on_eval=lambda: bar.update(len(ks)), **opts)
+        out, graph = _chain_batch(gen, sizes_k, seeds, cond=batch_cond, on_eval=lambda: bar.update(len(ks)), **opts)
         ok = finite_molecules(out, graph).tolist()
         mols = to_molecules(gen, out if all(ok) else _zero_nonfinite(out), graph)
         for attempt in range(1, MAX_ATTEMPTS):
@@ -307,7 +316,7 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
             report["redrawn"] += len(bad)
             retry_seeds = [molecule_seed(seed, ks[i], attempt) for i in bad]
             retry_cond = None if batch_cond is None else batch_cond[bad]
-            out, graph = _chain_batch(gen, [sizes[i] for i in bad], retry_seeds, cond=retry_cond, on_eval=None,
+            out, graph = _chain_batch(gen, [sizes_k[i] for i in bad], retry_seeds, cond=retry_cond, on_eval=None,
                                       **opts)
             for i, m, good in zip(bad, to_molecules(gen, _zero_nonfinite(out), graph),
                                   finite_molecules(out, graph).tolist()):
@@ -317,6 +326,28 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
             m.SetIntProp("moldiff_index", k)  # the molecule's number in the run: its seed is (seed, k)
         yield [m for m, good in zip(mols, ok) if good]
     bar.close()
+
+
+def conditioned(gen: Generator, request: Mapping[str, float] | None, n: int, guidance: float | None = None,
+                warn: Callable[[str], None] | None = None) -> tuple[Generator, dict]:
+    """A conditional model set up for a request (property → value, in the data's units): the generator with
+    classifier-free guidance of weight ``guidance`` (default :data:`DEFAULT_GUIDANCE`) and the
+    :func:`generate_batches` arguments of ``n`` molecules (``cond``, and ``size_hist`` = p(N | request)).
+    Unknown properties and non-finite values raise ValueError; values outside the training range are passed
+    to ``warn``. An empty request samples the model unconditioned."""
+    from moldiff.conditioning import Guided, check_request, encode, request_values, size_histogram
+
+    names = gen.config.condition.properties
+    if not request:
+        return gen, {}
+    for message in check_request(request, names, gen.stats.properties):
+        (warn or (lambda m: None))(message)
+    w = DEFAULT_GUIDANCE if guidance is None else float(guidance)
+    if not math.isfinite(w) or w < 0:
+        raise ValueError(f"--guidance must be a number ≥ 0, got {guidance}")
+    cond = encode(request_values(request, names), gen.stats.properties, names).repeat(n, 1)
+    guided = dataclasses.replace(gen, network=Guided(gen.network, w))
+    return guided, {"cond": cond, "size_hist": size_histogram(gen.stats.n_atoms_hist, gen.stats.properties, request)}
 
 
 def generate(gen: Generator, n: int, **kwargs) -> list[Chem.Mol]:

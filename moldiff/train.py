@@ -21,10 +21,11 @@ from torch_geometric.data import Batch
 from moldiff.checkpoint import inference_blob, load_checkpoint, save_checkpoint
 from moldiff.config import RunConfig, config_from_checkpoint
 from moldiff.data.files import SHARD_SIZE, load_file
-from moldiff.data.qm9 import load_processed
+from moldiff.data.qm9 import load_processed, with_properties
 from moldiff.data.store import DatasetStats, MoleculeDataset, vocabulary_of, without_hydrogens
 from moldiff.io_utils import atomic_write_text
 from moldiff.model import Generator, build_network
+from moldiff.conditioning import drop_for_training, encode as encode_condition
 from moldiff.representation import encode
 from moldiff.runtime import distributed_setup
 from moldiff.state import State
@@ -95,14 +96,23 @@ class Trainer:
                                        for r in range(self.world))
         else:
             data = load_processed(data_root, limit, progress=progress and self.rank == 0)
+            if cfg.condition.properties:
+                data = with_properties(data)
             if cfg.features.implicit_h:
                 data = without_hydrogens(data)
-            self.train_set = MoleculeDataset("train", data)
-            self.val_set = MoleculeDataset("valid", data)
+            props = cfg.condition.properties
+            if props and not set(props) <= set(data.get("properties", {})):
+                raise ValueError(f"QM9 holds no property {sorted(set(props) - set(data['properties']))}; "
+                                 f"it has {', '.join(data['properties'])}")
+            self.train_set = MoleculeDataset(tc.split, data, properties=props)
+            self.val_set = MoleculeDataset("valid", data, properties=props)
         self.cfg = dataclasses.replace(cfg, features=cfg.features.with_vocabulary(vocabulary_of(data, split=None)))
-        self.stats = DatasetStats.from_blob(data) if blob is None else DatasetStats.from_dict(blob["stats"])
+        self.stats = DatasetStats.from_blob(data, tc.split, cfg.condition.properties) if blob is None else \
+            DatasetStats.from_dict(blob["stats"])
         torch.manual_seed(tc.seed)
         self.net = build_network(self.cfg, kernel).to(self.device)
+        if blob is None and tc.init_from:
+            self._init_weights(tc.init_from)
         self.ema = EMA(self.net, tc.ema_decay, tc.ema_warmup)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         self.state = RunState()
@@ -120,6 +130,20 @@ class Trainer:
         self.chain = self.generator.chain
         self.progress = progress and self.rank == 0
         self.stop_requested = False
+
+    def _init_weights(self, source: str) -> None:
+        """Start from the EMA weights of a built-in model or checkpoint; only a condition embedding the source
+        lacks stays as built (zero: the run starts as the source model)."""
+        from moldiff.checkpoint import CheckpointError
+        from moldiff.pretrained import resolve_model
+
+        path = resolve_model(source)
+        src = load_checkpoint(path, kind="inference")
+        weights = src.get("ema") if isinstance(src.get("ema"), dict) else src["model"]
+        missing, unexpected = self.net.load_state_dict(weights, strict=False)
+        if unexpected or any(not k.startswith("embed_cond") for k in missing):
+            raise CheckpointError(f"--init-from {source}: its network does not fit this config "
+                                  f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
 
     def _open_file(self, path, root, limit, workers, shard_size, hydrogens: bool):
         """The file's store (processed by rank 0 while the other ranks wait, then opened by all); ``moses``
@@ -191,9 +215,14 @@ class Trainer:
             x0 = State(torch.einsum("nij,nj->ni", rot[graph.batch], x0.x), x0.h, x0.e)
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.state.step, tc)
+        model = self.model
+        if self.cfg.condition.properties:
+            values = drop_for_training(batch.y, self.cfg.condition.drop_all, g)
+            cond = self.condition(values)
+            model = lambda z, t, graph: self.model(z, t, graph, cond)  # noqa: E731
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.bf16):
             t = self.chain.sample_t(graph.num_graphs, g, self.device, tc.t_power)
-            loss, _ = self.chain.loss(self.model, x0, graph, self.weights, generator=g, t=t)
+            loss, _ = self.chain.loss(model, x0, graph, self.weights, generator=g, t=t)
         loss = loss.float().mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {self.state.step}; stopping before it "
@@ -207,6 +236,10 @@ class Trainer:
         self.state.step += 1
         return float(loss.detach())
 
+    def condition(self, values: torch.Tensor) -> torch.Tensor:
+        """The network's condition for (G, P) property values (NaN: not given)."""
+        return encode_condition(values, self.stats.properties, self.cfg.condition.properties).to(self.device)
+
     @torch.no_grad()
     def validation_loss(self) -> float:
         """Mean L_simple of the EMA network on a fixed subset of the validation split (fixed noise)."""
@@ -216,7 +249,11 @@ class Trainer:
         for start in range(0, n, 256):
             batch = Batch.from_data_list([self.val_set[k] for k in range(start, min(n, start + 256))]).to(self.device)
             x0, graph = encode(batch, self.cfg.features)
-            loss, _ = self.chain.loss(self.ema.model, x0, graph, self.weights, generator=g)
+            model = self.ema.model
+            if self.cfg.condition.properties:  # every property given
+                cond = self.condition(batch.y)
+                model = lambda z, t, graph, net=self.ema.model: net(z, t, graph, cond)  # noqa: E731
+            loss, _ = self.chain.loss(model, x0, graph, self.weights, generator=g)
             total += float(loss.sum())
             count += graph.num_graphs
         return total / max(count, 1)

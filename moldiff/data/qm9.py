@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moldiff.data.raw import QM9_SIZE, iter_qm9, split_positions
+from moldiff.data.raw import QM9_SIZE, iter_qm9, read_properties, split_positions
 from moldiff.data.store import (DatasetStats, MoleculeDataset, MoleculeRecord, complete_pairs, make_data,  # noqa: F401
                                 pack_records, pair_position, training_blob, without_hydrogens)
 from moldiff.io_utils import atomic_path
@@ -71,6 +71,29 @@ def load_processed(root: str | Path | None = None, limit: int | None = None, pro
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
     return blob
+
+
+HALF_SEED = 1  # the fixed permutation that halves the training split for the conditional benchmark
+
+
+def with_properties(blob: dict) -> dict:
+    """The store with QM9's six properties of EDM's conditional benchmark (:data:`~moldiff.data.raw.PROPERTIES`,
+    QM9's units) and the two halves of the training split that benchmark uses: ``train_judge`` (the property
+    predictor learns from it) and ``train_gen`` (the conditional generator learns from it), a fixed-seed halving."""
+    if "properties" in blob and "train_gen" in blob["splits"]:
+        return blob
+    index, values = read_properties()
+    row_of = {int(q): k for k, q in enumerate(index)}
+    rows = torch.tensor([row_of[int(q)] for q in blob["qm9_index"]], dtype=torch.long)
+    train = blob["splits"]["train"]
+    perm = train[torch.from_numpy(np.random.RandomState(HALF_SEED).permutation(len(train)))]
+    half = len(train) // 2
+    out = dict(blob)
+    out["properties"] = {**blob.get("properties", {}),
+                         **{name: torch.from_numpy(v)[rows] for name, v in values.items()}}
+    out["splits"] = {**blob["splits"], "train_judge": torch.sort(perm[:half]).values,
+                     "train_gen": torch.sort(perm[half:]).values}
+    return out
 
 
 class QM9(MoleculeDataset):

@@ -79,3 +79,27 @@ def split_positions(n: int = QM9_SIZE, seed: int = SPLIT_SEED) -> dict[str, np.n
         "valid": np.sort(perm[n_train:n_train + n_valid]),
         "test": np.sort(perm[n_train + n_valid:]),
     }
+
+
+# QM9's six properties of EDM's conditional benchmark: name -> (qm9pack column, unit). Values stay in QM9's units.
+PROPERTIES = {
+    "alpha": ("Polarizability_bohr3", "Bohr^3"),
+    "gap": ("HOMO_LUMO_gap_au", "Hartree"),
+    "homo": ("HOMO_au", "Hartree"),
+    "lumo": ("LUMO_au", "Hartree"),
+    "mu": ("Dipole_debye", "Debye"),
+    "Cv": ("Heatcapacity_Cv_cal_mol_K", "cal/(mol K)"),
+}
+
+
+def read_properties(names=tuple(PROPERTIES)) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """QM9 indices (file order) and the named properties of every molecule, in QM9's units."""
+    root = qm9pack_dir()
+    index, values = [], {n: [] for n in names}
+    for part in PARTS:
+        with open(root / part, newline="") as handle:
+            for row in csv.DictReader(handle):
+                index.append(int(row["Index"]))
+                for n in names:
+                    values[n].append(float(row[PROPERTIES[n][0]]))
+    return np.asarray(index), {n: np.asarray(v, dtype=np.float64) for n, v in values.items()}

@@ -189,7 +189,8 @@ class MoleculeDataset(torch.utils.data.Dataset):
     """One split ("train", "valid", "test") of a store as PyG ``Data`` objects. ``elements`` gives the
     one-hot of ``x`` a wider table than the store's own (e.g. one shared by all shards of a dataset)."""
 
-    def __init__(self, split: str, blob: dict, elements: Sequence[str] | None = None):
+    def __init__(self, split: str, blob: dict, elements: Sequence[str] | None = None,
+                 properties: Sequence[str] = ()):
         if split not in blob["splits"]:
             raise ValueError(f"unknown split {split!r}; choose from {sorted(blob['splits'])}")
         self.blob = blob
@@ -199,6 +200,8 @@ class MoleculeDataset(torch.utils.data.Dataset):
         self.remap = None if table == list(blob["elements"]) else torch.tensor(
             [table.index(e) for e in blob["elements"]], dtype=torch.long)
         self.atomic_numbers = [atomic_number(e) for e in table]
+        self.properties = tuple(properties)
+        self.y = torch.stack([blob["properties"][p].float() for p in properties], dim=1) if properties else None
 
     def __len__(self) -> int:
         return int(self.positions.numel())
@@ -213,6 +216,8 @@ class MoleculeDataset(torch.utils.data.Dataset):
             atom_type = self.remap[atom_type.long()]
         data = make_data(atom_type, b["pos"][a0:a1], b["charge"][a0:a1], b["bonds"][b0:b1], self.atomic_numbers)
         data.idx = m
+        if self.y is not None:
+            data.y = self.y[m:m + 1]  # (1, P): the batch holds (G, P)
         return data
 
     def smiles(self) -> list[str]:
@@ -231,9 +236,10 @@ class DatasetStats:
     charge_freq: dict[int, float]
     bond_freq: list[float]  # over all pairs: none, then each bond order
     elements: tuple[str, ...] = ()
+    properties: dict = field(default_factory=dict)  # name → mean, std, range, p(N | bin) (conditioned models)
 
     @staticmethod
-    def from_blob(blob: dict, split: str = "train") -> "DatasetStats":
+    def from_blob(blob: dict, split: str = "train", properties: Sequence[str] = ()) -> "DatasetStats":
         in_split = torch.zeros(len(blob["atom_ptr"]) - 1, dtype=torch.bool)
         in_split[blob["splits"][split]] = True
         sizes = blob["atom_ptr"].diff()
@@ -245,9 +251,18 @@ class DatasetStats:
         orders = torch.bincount(blob["bonds"][bond_mask][:, 2].long(), minlength=4).double()
         n_pairs = float((sizes[in_split] * (sizes[in_split] - 1) // 2).sum())
         orders[0] = n_pairs - orders[1:].sum()
+        props = {}
+        if properties:
+            from moldiff.conditioning import property_stats
+
+            missing = [p for p in properties if p not in blob.get("properties", {})]
+            if missing:
+                raise ValueError(f"the training data hold no property {', '.join(map(repr, missing))} to condition on")
+            mols = blob["splits"][split]
+            props = property_stats({p: blob["properties"][p][mols] for p in properties}, sizes[mols])
         return DatasetStats(hist, (types / types.sum()).tolist(),
                             {int(v): float(c) / float(ccounts.sum()) for v, c in zip(cvals, ccounts)},
-                            (orders / n_pairs).tolist(), tuple(blob["elements"]))
+                            (orders / n_pairs).tolist(), tuple(blob["elements"]), props)
 
     @property
     def size_range(self) -> tuple[int, int]:
@@ -258,10 +273,10 @@ class DatasetStats:
     def to_dict(self) -> dict:
         return {"n_atoms_hist": self.n_atoms_hist, "atom_type_freq": self.atom_type_freq,
                 "charge_freq": {str(k): v for k, v in self.charge_freq.items()}, "bond_freq": self.bond_freq,
-                "elements": list(self.elements)}
+                "elements": list(self.elements), **({"properties": self.properties} if self.properties else {})}
 
     @staticmethod
     def from_dict(d: dict) -> "DatasetStats":
         return DatasetStats(list(d["n_atoms_hist"]), list(d["atom_type_freq"]),
                             {int(k): float(v) for k, v in d["charge_freq"].items()}, list(d["bond_freq"]),
-                            tuple(d.get("elements", ())))
+                            tuple(d.get("elements", ())), dict(d.get("properties", {})))

@@ -161,6 +161,8 @@ class EGNN(nn.Module):
         H = cfg.hidden
         self.embed_h = nn.Linear(h_dim + 1, H)
         self.embed_cond = nn.Linear(cond_dim, H, bias=False) if cond_dim else None
+        if self.embed_cond is not None:  # starts as the unconditioned network (e.g. one fine-tuned to take a condition)
+            nn.init.zeros_(self.embed_cond.weight)
         self.embed_e = nn.Linear(e_dim + 1, cfg.edge_hidden) if e_dim else None
         self.layers = nn.ModuleList(EGNNLayer(cfg, bool(e_dim)) for _ in range(cfg.layers))
         self.out_h = nn.Sequential(nn.Linear(H, H), nn.SiLU(), nn.Linear(H, h_dim))
