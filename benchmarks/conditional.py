@@ -126,6 +126,7 @@ def main(argv=None) -> int:
     ap.add_argument("--properties", default=",".join(pj.NAMES))
     ap.add_argument("--guidance", default="1", help="comma-separated guidance weights")
     ap.add_argument("--tag", default="", help="suffix of the result files")
+    ap.add_argument("--no-baselines", action="store_true", help="skip the judge's baseline rows (quick runs)")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     gen = load(resolve_model(args.model))
@@ -139,7 +140,7 @@ def main(argv=None) -> int:
         for w in [float(x) for x in args.guidance.split(",")]:
             rows.append(run_property(gen, judge, name, targets, args, w, args.seed))
             print(rows[-1], flush=True)
-    base = baselines(data, judge, args.seed)
+    base = {} if args.no_baselines else baselines(data, judge, args.seed)
     judge_info = pj.load_checkpoint(pj.RUN / "judge.pt")["judge"]
     base["QM9 (our judge, test split)"] = judge_info["test_mae"]
     tag = f"_{args.tag}" if args.tag else ""

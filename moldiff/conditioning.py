@@ -28,12 +28,15 @@ class ConditionConfig:
 
     properties: tuple[str, ...] = ()
     drop_all: float = 0.1  # probability that a training molecule sees no condition at all
+    embed_lr_scale: float = 1.0  # learning rate of the condition embedding, in units of the run's (fine-tuning)
 
     def __post_init__(self) -> None:
         if len(set(self.properties)) != len(self.properties):
             raise ValueError(f"condition.properties names a property twice: {list(self.properties)}")
         if not 0.0 <= self.drop_all < 1.0:
             raise ValueError(f"condition.drop_all must be in [0, 1), got {self.drop_all}")
+        if not self.embed_lr_scale > 0:
+            raise ValueError(f"condition.embed_lr_scale must be positive, got {self.embed_lr_scale}")
 
     @property
     def dim(self) -> int:

@@ -114,7 +114,7 @@ class Trainer:
         if blob is None and tc.init_from:
             self._init_weights(tc.init_from)
         self.ema = EMA(self.net, tc.ema_decay, tc.ema_warmup)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.opt = torch.optim.Adam(self._param_groups(), lr=tc.lr, weight_decay=tc.weight_decay)
         self.state = RunState()
         if blob is not None:
             self.net.load_state_dict(blob["model"])
@@ -130,6 +130,16 @@ class Trainer:
         self.chain = self.generator.chain
         self.progress = progress and self.rank == 0
         self.stop_requested = False
+
+    def _param_groups(self) -> list[dict]:
+        """The optimiser's parameter groups: the condition embedding at ``condition.embed_lr_scale`` times the
+        learning rate (a new part of a fine-tuned network), everything else at the learning rate."""
+        scale = self.cfg.condition.embed_lr_scale
+        embed = [p for n, p in self.net.named_parameters() if n.startswith("embed_cond")]
+        if scale == 1.0 or not embed:
+            return [{"params": list(self.net.parameters())}]
+        rest = [p for n, p in self.net.named_parameters() if not n.startswith("embed_cond")]
+        return [{"params": rest}, {"params": embed, "lr_scale": scale}]
 
     def _init_weights(self, source: str) -> None:
         """Start from the EMA weights of a built-in model or checkpoint; only a condition embedding the source
@@ -214,7 +224,7 @@ class Trainer:
             rot = random_rotations(graph.num_graphs, g, self.device)
             x0 = State(torch.einsum("nij,nj->ni", rot[graph.batch], x0.x), x0.h, x0.e)
         for group in self.opt.param_groups:
-            group["lr"] = lr_at(self.state.step, tc)
+            group["lr"] = lr_at(self.state.step, tc) * group.get("lr_scale", 1.0)
         model = self.model
         if self.cfg.condition.properties:
             values = drop_for_training(batch.y, self.cfg.condition.drop_all, g)

@@ -187,3 +187,26 @@ def test_stale_tmp_of_the_output_is_removed_at_the_next_start(tmp_path, capsys):
     one_line_error(capsys, main(["sample", "--checkpoint", str(tmp_path / "none.pt"), "-n", "1",
                                  "-o", str(tmp_path / "o.sdf")]))
     assert not stale.exists() and other.read_text() == "mine"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--condition", "gap"], "write NAME=VALUE"),
+    (["--condition", "gap=low"], "'low' is not a number"),
+    (["--condition", "gap=inf"], "finite number"),
+    (["--condition", "gap=0.2", "--condition", "gap=0.3"], "given twice"),
+    (["--guidance", "2"], "give one"),
+    (["--condition", "gap=0.25"], "takes no condition"),  # the unconditioned qm9 model
+])
+def test_bad_conditions_are_one_line_errors(tmp_path, capsys, argv, message):
+    out = tmp_path / "o.sdf"
+    err = one_line_error(capsys, main(["sample", "-n", "2", "--steps", "2", "-o", str(out), *argv]))
+    assert message in err and not out.exists()
+
+
+def test_guidance_default_in_help_is_the_samplers():
+    from moldiff.cli import build_parser
+    from moldiff.sampling import DEFAULT_GUIDANCE
+
+    sample = build_parser()._subparsers._group_actions[0].choices["sample"]
+    (action,) = [a for a in sample._actions if a.dest == "guidance"]
+    assert f"default {DEFAULT_GUIDANCE:g}" in action.help
