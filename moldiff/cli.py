@@ -201,8 +201,8 @@ def add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate molecules (SDF, XYZ or SMILES by suffix; optional PNG grid)")
     p.add_argument("-n", "--num", type=int, default=10, help="number of molecules (10)")
     p.add_argument("-o", "--output", type=Path, default=Path("molecules.sdf"), help="output .sdf/.xyz/.smi")
-    p.add_argument("--model", default="qm9", help="a built-in model, qm9 (default; QM9, up to 9 heavy atoms) or "
-                   "moses (drug-like, MOSES), or a checkpoint file")
+    p.add_argument("--model", default="qm9", help="a built-in model, qm9 (default; QM9, up to 9 heavy atoms), "
+                   "moses (drug-like, MOSES) or qm9-cond (QM9 on request: --condition), or a checkpoint file")
     p.add_argument("--checkpoint", help="checkpoint file (the same as --model FILE)")
     p.add_argument("--steps", type=int, help="sampler steps S ≤ T (default: all T)")
     p.add_argument("--ddim", action="store_true", help="deterministic DDIM-style sampler")

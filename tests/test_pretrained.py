@@ -90,3 +90,24 @@ def test_the_drug_like_model_ships_and_samples(tmp_path):
                  "--threads", "1"]) == 0
     mols = list(Chem.SDMolSupplier(str(out), sanitize=False, removeHs=False))
     assert len(mols) == 3 and all(m.GetNumConformers() == 1 and m.GetNumHeavyAtoms() >= 5 for m in mols)
+
+
+def test_the_conditional_model_ships_and_follows_a_request(tmp_path):
+    """`moldiff sample --model qm9-cond --condition …`: the six properties with their statistics, and a request
+    for large polarisability gives larger molecules than one for small (sizes from p(N | α))."""
+    from rdkit import Chem
+
+    import moldiff
+    from moldiff.cli import main
+
+    gen = moldiff.load_pretrained("qm9-cond")
+    assert gen.config.condition.properties == ("alpha", "gap", "homo", "lumo", "mu", "Cv")
+    assert set(gen.stats.properties) == set(gen.config.condition.properties)
+    out = tmp_path / "asked.sdf"
+    assert main(["sample", "--model", "qm9-cond", "--condition", "gap=0.25", "--condition", "mu=2.5", "-n", "3",
+                 "--steps", "5", "-o", str(out), "--no-progress", "--threads", "1"]) == 0
+    assert len(list(Chem.SDMolSupplier(str(out), sanitize=False, removeHs=False))) == 3
+    small = moldiff.sample(12, gen, steps=4, condition={"alpha": 50.0}, progress=False, threads=1)
+    large = moldiff.sample(12, gen, steps=4, condition={"alpha": 95.0}, progress=False, threads=1)
+    heavy = lambda mols: sum(m.GetNumHeavyAtoms() for m in mols) / len(mols)  # noqa: E731
+    assert heavy(large) > heavy(small) + 1.0

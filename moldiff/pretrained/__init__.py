@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MODELS = {"qm9": "qm9.pt", "moses": "moses.pt"}
-"""Built-in name -> file: ``qm9`` (QM9, heavy atoms, RDKit places the hydrogens) and ``moses`` (drug-like,
-the MOSES training set, likewise)."""
+MODELS = {"qm9": "qm9.pt", "moses": "moses.pt", "qm9-cond": "qm9-cond.pt"}
+"""Built-in name -> file: ``qm9`` (QM9, heavy atoms, RDKit places the hydrogens), ``moses`` (drug-like, the MOSES
+training set, likewise) and ``qm9-cond`` (``qm9`` conditioned on QM9's six properties)."""
 
 
 def pretrained_path(name: str = "qm9") -> Path:
@@ -20,7 +20,7 @@ def pretrained_path(name: str = "qm9") -> Path:
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
-    """``--model``: a built-in name (``qm9``, ``moses``) or the path of a checkpoint file."""
+    """``--model``: a built-in name (``qm9``, ``moses``, ``qm9-cond``) or the path of a checkpoint file."""
     text = str(name_or_path)
     if text in MODELS:
         return pretrained_path(text)
