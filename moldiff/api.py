@@ -24,7 +24,7 @@ def load(path: str | Path, device: str | torch.device | None = None) -> Generato
     return Generator.from_checkpoint(path, device=resolve_device(str(device) if device is not None else None))
 
 
-def sample(n: int, model: Generator | str = "qm9", *, steps: int | None = None, seed: int = 0,
+def sample(n: int, model: Generator | str | Path = "qm9", *, steps: int | None = None, seed: int = 0,
            n_atoms: int | None = None, deterministic: bool = False, keep_invalid: bool = True,
            batch_size: int = 250, spacing: str = "uniform", bf16: bool = False,
            progress: bool = True, threads: int | None = None, condition: dict[str, float] | None = None,
@@ -46,7 +46,7 @@ def sample(n: int, model: Generator | str = "qm9", *, steps: int | None = None, 
     """
     from moldiff.runtime import resolve_bf16, set_threads, threads_chosen_by_user
 
-    if isinstance(model, str):
+    if isinstance(model, (str, Path)):
         model = load(resolve_model(model))
     if threads is not None or not threads_chosen_by_user():
         set_threads(threads)
@@ -59,7 +59,7 @@ def sample(n: int, model: Generator | str = "qm9", *, steps: int | None = None, 
     return mols if keep_invalid else [m for m in mols if m.GetIntProp("moldiff_valid")]
 
 
-def inpaint(fragment: Chem.Mol, n_add: int | tuple[int, int], n: int = 10, model: Generator | str = "qm9", *,
+def inpaint(fragment: Chem.Mol, n_add: int | tuple[int, int], n: int = 10, model: Generator | str | Path = "qm9", *,
             keep: list[int] | None = None, anchors: list[int] | None = None, steps: int | None = None,
             spacing: str = "uniform", seed: int = 0, jump: int | None = None, resamplings: int | None = None,
             keep_invalid: bool = True, batch_size: int = 100, threads: int | None = None) -> list[Chem.Mol]:
@@ -70,7 +70,7 @@ def inpaint(fragment: Chem.Mol, n_add: int | tuple[int, int], n: int = 10, model
     from moldiff.inpainting import DEFAULT_JUMP, DEFAULT_RESAMPLINGS, Fragment, inpaint_molecules
     from moldiff.runtime import set_threads, threads_chosen_by_user
 
-    if isinstance(model, str):
+    if isinstance(model, (str, Path)):
         model = load(resolve_model(model))
     if threads is not None or not threads_chosen_by_user():
         set_threads(threads)

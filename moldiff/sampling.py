@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # RDKit is needed to decode molecules, not to run the chain (
 MAX_ATOMS = 200
 MAX_ATTEMPTS = 3  # draws of one molecule whose chain went to NaN/inf before it is dropped
 SOLVERS = (None, "dpm2m")  # None: the chain's own step (ancestral, or DDIM with deterministic=True)
-DEFAULT_GUIDANCE = 1.0  # classifier-free guidance weight of conditional sampling (benchmarks/conditional.py)
+DEFAULT_GUIDANCE = 4.0  # classifier-free guidance weight of conditional sampling (benchmarks/conditional.py)
 SIZE_STREAM = -1  # the "attempt" of molecule_seed that seeds a molecule's size (redraws keep their size)
 
 NoiseFn = Callable[[State, Graph], State]

@@ -111,3 +111,6 @@ def test_the_conditional_model_ships_and_follows_a_request(tmp_path):
     large = moldiff.sample(12, gen, steps=4, condition={"alpha": 95.0}, progress=False, threads=1)
     heavy = lambda mols: sum(m.GetNumHeavyAtoms() for m in mols) / len(mols)  # noqa: E731
     assert heavy(large) > heavy(small) + 1.0
+    from moldiff.pretrained import pretrained_path
+
+    assert len(moldiff.sample(2, pretrained_path("qm9-cond"), steps=2, progress=False, threads=1)) == 2  # a Path
