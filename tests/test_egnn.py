@@ -201,6 +201,8 @@ def test_no_condition_equals_the_unconditioned_network(toy_graph, e_dim):
     a real condition changes ε̂."""
     graph = toy_graph([4, 3])
     cond_net, plain = make_net(e_dim, cond_dim=2), make_net(e_dim)
+    assert torch.count_nonzero(cond_net.embed_cond.weight) == 0  # built as the unconditioned network
+    torch.nn.init.normal_(cond_net.embed_cond.weight, generator=torch.Generator().manual_seed(5))  # as trained
     weights = {k: v for k, v in cond_net.state_dict().items() if not k.startswith("embed_cond")}
     plain.load_state_dict(weights)
     z, t = inputs(graph, e_dim)
@@ -219,6 +221,7 @@ def test_no_condition_equals_the_unconditioned_network(toy_graph, e_dim):
 def test_conditioned_network_stays_equivariant(toy_graph):
     graph = toy_graph([5, 2])
     net = make_net(4, cond_dim=3)
+    torch.nn.init.normal_(net.embed_cond.weight, generator=torch.Generator().manual_seed(6))
     z, t = inputs(graph, 4)
     cond = torch.randn(2, 3, dtype=F64, generator=torch.Generator().manual_seed(4))
     q = orthogonal(-1.0, 7)
