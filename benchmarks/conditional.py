@@ -14,6 +14,7 @@ hydrogens: not like-for-like with ours (see the judge's own QM9 row).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -24,12 +25,12 @@ from rdkit import Chem
 
 from moldiff.api import load
 from moldiff.chem.metrics import evaluate
-from moldiff.conditioning import encode, size_histogram
+from moldiff.conditioning import Guided, encode, size_histogram
 from moldiff.data.store import MoleculeDataset, make_data
 from moldiff.elements import atomic_number
 from moldiff.pretrained import resolve_model
 from moldiff.quality import summarise
-from moldiff.sampling import conditioned, draw_size, generate, molecule_seed
+from moldiff.sampling import DEFAULT_GUIDANCE, draw_size, generate, molecule_seed
 
 import property_judge as pj
 from common import RESULTS, command_line, parser, set_threads, write_json, write_text
@@ -94,7 +95,7 @@ def run_property(gen, judge: pj.Judge, name: str, targets: np.ndarray, args, gui
     cond = encode(values, gen.stats.properties, names)
     sizes = [draw_size(size_histogram(gen.stats.n_atoms_hist, gen.stats.properties, {name: float(v)}),
                        molecule_seed(seed, k, -1)) for k, v in enumerate(targets)]
-    guided, _ = conditioned(gen, {name: float(np.median(targets))}, n, guidance)  # the guided network
+    guided = dataclasses.replace(gen, network=Guided(gen.network, guidance))
     start = time.perf_counter()
     mols = generate(guided, n, steps=args.steps, spacing=args.spacing, seed=seed, cond=cond, sizes=sizes,
                     batch_size=args.batch_size, progress=False)
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
     ap.add_argument("--spacing", default="quadratic")
     ap.add_argument("--batch-size", type=int, default=250)
     ap.add_argument("--properties", default=",".join(pj.NAMES))
-    ap.add_argument("--guidance", default="1", help="comma-separated guidance weights")
+    ap.add_argument("--guidance", default=f"{DEFAULT_GUIDANCE:g}", help="comma-separated guidance weights (default: the sampler's)")
     ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--no-baselines", action="store_true", help="skip the judge's baseline rows (quick runs)")
     args = ap.parse_args(argv)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch_geometric.data import Batch
 
-from moldiff.checkpoint import inference_blob, load_checkpoint, save_checkpoint
+from moldiff.checkpoint import CheckpointError, inference_blob, load_checkpoint, save_checkpoint
 from moldiff.config import RunConfig, config_from_checkpoint
 from moldiff.data.files import SHARD_SIZE, load_file
 from moldiff.data.qm9 import load_processed, with_properties
@@ -144,7 +144,6 @@ class Trainer:
     def _init_weights(self, source: str) -> None:
         """Start from the EMA weights of a built-in model or checkpoint; only a condition embedding the source
         lacks stays as built (zero: the run starts as the source model)."""
-        from moldiff.checkpoint import CheckpointError
         from moldiff.pretrained import resolve_model
 
         path = resolve_model(source)
