@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from moldiff.diffusion.chain import SPACINGS
+
 EXIT_USAGE = 2  # usage errors and bad input
 EXIT_FAILURE = 1  # a run that failed (I/O errors, a diverged training run)
 
@@ -206,9 +208,13 @@ def add_sample(sub) -> None:
     p.add_argument("--checkpoint", help="checkpoint file (the same as --model FILE)")
     p.add_argument("--steps", type=int, help="sampler steps S ≤ T (default: all T)")
     p.add_argument("--ddim", action="store_true", help="deterministic DDIM-style sampler")
-    p.add_argument("--spacing", choices=["uniform", "quadratic"], default="uniform",
-                   help="with --steps: spread the steps evenly, or most of them at low noise (quadratic: better "
-                        "molecules for the same S, see benchmarks/README.md)")
+    p.add_argument("--spacing", choices=list(SPACINGS), default="uniform",
+                   help="with --steps: spread the steps evenly, or most of them at low noise (quadratic, cubic: "
+                        "better molecules for the same S, see benchmarks/README.md)")
+    p.add_argument("--solver", choices=["ancestral", "dpm2m", "sde-dpm2m"], default="ancestral",
+                   help="the reverse step: the chain's own (ancestral), DPM-Solver++(2M) on the probability-flow "
+                        "ODE, or SDE-DPM-Solver++(2M), the best at few steps (--steps 20 --spacing quadratic "
+                        "--solver sde-dpm2m: 20 network evaluations; benchmarks/results/few_step.md)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0). Molecule k has its own seed from "
                    "(seed, k): the same seed gives the same molecules whatever -n and --batch-size are, up to the "
                    "rounding of batched arithmetic (< 0.05 Å), on the same device and thread count")
@@ -339,6 +345,7 @@ def run_sample(args) -> int:
                                  warn=lambda m: print(f"warning: {m}", file=sys.stderr))
         batches = generate_batches(gen, args.num, steps=args.steps, seed=args.seed, n_atoms=args.atoms,
                                    batch_size=args.batch_size, deterministic=args.ddim, spacing=args.spacing,
+                                   solver=None if args.solver == "ancestral" else args.solver,
                                    bf16=resolve_bf16(args.bf16, gen.device), progress=not args.no_progress,
                                    hooks=[traj] if traj else (), start=done, report=report, **extra)
         record()  # before the first batch: a partial file is never without its record

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # RDKit is needed to decode molecules, not to run the chain (
 
 MAX_ATOMS = 200
 MAX_ATTEMPTS = 3  # draws of one molecule whose chain went to NaN/inf before it is dropped
-SOLVERS = (None, "dpm2m")  # None: the chain's own step (ancestral, or DDIM with deterministic=True)
+SOLVERS = (None, "dpm2m", "sde-dpm2m")  # None: the chain's own step (ancestral, or DDIM with deterministic=True)
 DEFAULT_GUIDANCE = 4.0  # classifier-free guidance weight of conditional sampling (benchmarks/conditional.py)
 SIZE_STREAM = -1  # the "attempt" of molecule_seed that seeds a molecule's size (redraws keep their size)
 
@@ -51,7 +51,8 @@ def iter_chain(model: Callable, chain: DiffusionChain, template: State, graph: G
     z = draw(template, graph)
     grid = list(times) if times is not None else chain.timesteps(steps, spacing)
     G, dev = graph.num_graphs, template.x.device
-    for t_int, s_int in zip(grid[:-1], grid[1:]):
+    last = len(grid) - 2
+    for i, (t_int, s_int) in enumerate(zip(grid[:-1], grid[1:])):
         t = torch.full((G,), t_int, dtype=torch.long, device=dev)
         s = torch.full((G,), s_int, dtype=torch.long, device=dev)
         if s_int > t_int:  # a jump back up the chain (resampling): no network evaluation, no hooks
@@ -59,9 +60,17 @@ def iter_chain(model: Callable, chain: DiffusionChain, template: State, graph: G
             history = ()
             continue
         eps_hat = model(z, t.to(z.x.dtype) / chain.T, graph, *extra)
+        if solver is not None and i == last and s_int == 0:  # the solvers end on x̂ itself: S evaluations in all
+            x_hat = chain.final(z, eps_hat, graph, t)
+            yield -1, _apply(hooks, t_int, -1, StepOutput(x_hat, x_hat), graph)
+            return
         if solver == "dpm2m":
             x_hat = chain.predict_x0(z, eps_hat, t, graph)
             out = StepOutput(chain.dpm2m_step(z, x_hat, t, s, graph, *history), x_hat)
+            history = (x_hat, t)
+        elif solver == "sde-dpm2m":
+            x_hat = chain.predict_x0(z, eps_hat, t, graph)
+            out = StepOutput(chain.sde_dpm2m_step(z, x_hat, t, s, graph, draw(z, graph), *history), x_hat)
             history = (x_hat, t)
         else:
             out = chain.step(z, eps_hat, t, s, graph, generator, deterministic,

@@ -386,7 +386,45 @@ def test_quadratic_spacing_puts_most_steps_at_low_noise():
         assert 0.9 * steps <= len(grid) - 1 <= steps  # the integer grid merges a few of the first steps
         assert sum(t < 300 for t in grid) > len(grid) / 2 > sum(t < 300 for t in chain.timesteps(steps))
     with pytest.raises(ValueError):
-        chain.timesteps(10, "cubic")
+        chain.timesteps(10, "bogus")
+
+
+@pytest.mark.parametrize("spacing", ["cubic", "logsnr", "karras"])
+def test_other_spacings_are_descending_grids_from_T_to_0(spacing):
+    chain = make_chain(1000)
+    for steps in (5, 20, 100):
+        grid = chain.timesteps(steps, spacing)
+        assert grid[0] == 1000 and grid[-1] == 0 and all(a > b for a, b in zip(grid, grid[1:]))
+        assert len(grid) - 1 <= steps
+    assert sum(t < 300 for t in chain.timesteps(20, "cubic")) > sum(t < 300 for t in chain.timesteps(20, "quadratic"))
+
+
+def test_sde_dpm2m_first_order_step_is_the_ancestral_step(toy_graph):
+    """Without a previous x̂, SDE-DPM-Solver++ is the posterior q(z_s | z_t, x̂) with the same noise."""
+    chain = make_chain(1000)
+    graph = toy_graph([4, 3])
+    z, eps_hat = random_state(graph, seed=1), random_state(graph, seed=2)
+    noise = sample_noise(z, graph, torch.Generator().manual_seed(3))
+    t, s = torch.full((2,), 600), torch.full((2,), 350)
+    want = chain.step(z, eps_hat, t, s, graph, noise=noise).prev
+    got = chain.sde_dpm2m_step(z, chain.predict_x0(z, eps_hat, t, graph), t, s, graph, noise)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("solver", ["dpm2m", "sde-dpm2m"])
+def test_solvers_with_an_exact_model_return_the_target_in_S_evaluations(toy_graph, solver):
+    chain = make_chain(200)
+    graph = toy_graph([4, 2])
+    target = random_state(graph, seed=31)
+    template = State(*(torch.zeros_like(f) for f in target))
+    model = OracleModel(chain, target)
+    calls = []
+    out = run_chain(model, chain, template, graph, steps=12, spacing="cubic", solver=solver,
+                    generator=torch.Generator().manual_seed(5), on_eval=lambda: calls.append(1))
+    assert len(calls) == len(chain.timesteps(12, "cubic")) - 1  # the last step ends on x̂: no extra evaluation
+    for a, b in zip(out, target):
+        assert torch.allclose(a, b, rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("deterministic", [False, True])

@@ -19,7 +19,7 @@ import torch
 from moldiff.diffusion.schedule import NoiseSchedule
 from moldiff.state import Graph, State, affine, per_graph, per_graph_sum, remove_mean
 
-SPACINGS = ("uniform", "quadratic", "logsnr")  # how an S-step sampler spreads its steps over [0, T]
+SPACINGS = ("uniform", "quadratic", "cubic", "logsnr", "karras")  # how an S-step sampler spreads its steps over [0, T]
 
 EpsModel = Callable[[State, torch.Tensor, Graph], State]
 
@@ -202,7 +202,8 @@ class DiffusionChain:
         """Descending timesteps T = τ_S > … > τ_1 > 0 for an S-step sampler (S = T: every step).
 
         ``spacing`` "uniform": τ_k = T·k/S; "quadratic": τ_k = T·(k/S)², most steps at low noise (where the
-        integer grid merges the first few, S is a little smaller)."""
+        integer grid merges the first few, S is a little smaller); "cubic": τ_k = T·(k/S)³; "logsnr": even in
+        λ = log(α/σ); "karras": even in (σ/α)^(1/7)."""
         steps = self.T if steps is None else steps
         if not 1 <= steps <= self.T:
             raise ValueError(f"steps must be between 1 and {self.T}, got {steps}")
@@ -214,8 +215,14 @@ class DiffusionChain:
             lam = self.log_snr()
             targets = torch.linspace(float(lam[self.T]), float(lam[0]), steps + 1, dtype=torch.float64)
             grid = [int((lam - v).abs().argmin()) for v in targets]
+        elif spacing == "karras":  # Karras et al.: even steps in ς^(1/7), ς = σ/α the noise-to-signal ratio
+            lam = self.log_snr()
+            rho = 7.0
+            lo, hi = float(torch.exp(-lam[1])) ** (1 / rho), float(torch.exp(-lam[self.T])) ** (1 / rho)
+            targets = -rho * torch.log(torch.linspace(hi, lo, steps, dtype=torch.float64))
+            grid = [int((lam - v).abs().argmin()) for v in targets] + [0]
         else:
-            grid = (self.T * torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64) ** 2).round().long().tolist()
+            grid = (self.T * torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64) ** (3 if spacing == "cubic" else 2)).round().long().tolist()
         return sorted(set(grid), reverse=True)
 
     def step(self, z_t: State, eps_hat: State, t: torch.Tensor, s: torch.Tensor, graph: Graph,
@@ -260,8 +267,29 @@ class DiffusionChain:
         z = affine(graph, (sig_s / sig_t).to(dtype), z_t, (a_s * (1.0 - torch.exp(-h))).to(dtype), d)
         return State(remove_mean(z.x, graph.batch, graph.num_graphs), z.h, z.e)
 
-    def final(self, z_0: State, eps_hat: State, graph: Graph) -> State:
-        """x̂ at t = 0 from the last state and the network's ε̂ there (coordinates at zero CoM)."""
-        t0 = torch.zeros(graph.num_graphs, dtype=torch.long, device=z_0.x.device)
+    def sde_dpm2m_step(self, z_t: State, x_hat: State, t: torch.Tensor, s: torch.Tensor, graph: Graph,
+                       noise: State, x_hat_prev: State | None = None, t_prev: torch.Tensor | None = None) -> State:
+        """One step t → s of SDE-DPM-Solver++(2M), the second-order multistep solver of the reverse SDE in its
+        data-prediction form, with standard normal ``noise``. Without ``x_hat_prev`` it is the ancestral step
+        (the posterior q(z_s | z_t, x̂)) exactly; with it, x̂ is extrapolated along λ from the step before."""
+        lam = self.log_snr().to(t.device)
+        dtype = z_t.x.dtype
+        h = lam[s] - lam[t]
+        a2 = self.schedule.alpha2.to(t.device).double()
+        a_s, sig_s, sig_t = a2[s].sqrt(), (1 - a2[s]).sqrt(), (1 - a2[t]).sqrt()
+        d = x_hat
+        if x_hat_prev is not None:
+            r = (lam[t] - lam[t_prev]) / h
+            c = (1.0 / (2.0 * r)).to(dtype)
+            d = affine(graph, (1.0 + c), x_hat, -c, x_hat_prev)
+        decay = torch.exp(-2.0 * h)
+        z = affine(graph, (sig_s / sig_t * torch.exp(-h)).to(dtype), z_t, (a_s * (1.0 - decay)).to(dtype), d)
+        z = affine(graph, torch.ones_like(h, dtype=dtype), z, (sig_s * (1.0 - decay).sqrt()).to(dtype), noise)
+        return State(remove_mean(z.x, graph.batch, graph.num_graphs), z.h, z.e)
+
+    def final(self, z_0: State, eps_hat: State, graph: Graph, t: torch.Tensor | None = None) -> State:
+        """x̂ from the last state and the network's ε̂ there (at t = 0 unless ``t`` is given; coordinates at
+        zero CoM)."""
+        t0 = torch.zeros(graph.num_graphs, dtype=torch.long, device=z_0.x.device) if t is None else t
         x_hat = self.predict_x0(z_0, eps_hat, t0, graph)
         return State(remove_mean(x_hat.x, graph.batch, graph.num_graphs), x_hat.h, x_hat.e)

@@ -1,0 +1,52 @@
+"""The few-step table: quality against network evaluations for each sampler at S = 20, beside the 1,000-step
+chain, from the JSON files of benchmarks/quality.py (same model, seed and number of molecules).
+
+    for cfg in "ancestral quadratic" "ancestral cubic" "dpm2m logsnr" "sde-dpm2m quadratic" "sde-dpm2m cubic"; do
+      set -- $cfg; extra=""; [ $1 != ancestral ] && extra="--solver $1"
+      python benchmarks/quality.py -n 1000 --steps 20 --spacing $2 $extra --threads 1 \\
+          --json benchmarks/results/few_step_${1}_${2}.json
+    done
+    python benchmarks/few_step_table.py
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from common import RESULTS, write_text
+
+REFERENCE = RESULTS / "quality_noh_cooldown31.json"  # the shipped model, 1,000 ancestral steps, same seed and n
+COLUMNS = [("molecule_stability", "mol. stab."), ("validity", "validity"), ("connected_validity", "connected valid"),
+           ("uniqueness", "uniqueness"), ("charge_molecule_stability", "mol. stab. (own bonds)")]
+
+
+def row(path) -> tuple[str, int, dict, float | None]:
+    d = json.loads(path.read_text())
+    r = d["runs"][0]
+    solver = r["sampler"].split(",")[0]
+    nfe = r["steps"] + (1 if solver in ("ancestral", "ddim") else 0)  # the chain's own steps end on an x̂ evaluation
+    return r["sampler"], nfe, r["figures"], r.get("sample_seconds")
+
+
+def main() -> int:
+    files = sorted(RESULTS.glob("few_step_*.json"))
+    rows = [row(REFERENCE)] + [row(f) for f in files]
+    ref = rows[0][2]
+    lines = ["# Few-step samplers on the shipped QM9 model", "",
+             "1,000 molecules each, seed 0, one thread, the EDM distance protocol (hydrogens placed by RDKit: not "
+             "like-for-like with models that generate them). Rows from `benchmarks/quality.py` (commands in "
+             "`benchmarks/few_step_table.py`); the sampling seconds were measured beside a training process on "
+             "the other core. Δ: points against the 1,000-step chain.", "",
+             "| sampler | network evaluations | " + " | ".join(c[1] for c in COLUMNS) +
+             " | Δ mol. stab. | Δ validity | seconds |", "|---|---|" + "---|" * (len(COLUMNS) + 3)]
+    for name, nfe, fig, sec in rows:
+        lines.append(f"| {name} | {nfe} | " + " | ".join(f"{fig[k]:.1f}" for k, _ in COLUMNS) +
+                     f" | {fig['molecule_stability'] - ref['molecule_stability']:+.1f} | "
+                     f"{fig['validity'] - ref['validity']:+.1f} | {sec if sec is not None else '–'} |")
+    write_text(RESULTS / "few_step.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
