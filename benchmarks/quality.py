@@ -69,9 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", default="100", help="comma-separated sampler step counts")
     ap.add_argument("--ddim", action="store_true")
     ap.add_argument("--bf16", action="store_true", help="sample under bf16 autocast (moldiff sample --bf16)")
-    ap.add_argument("--spacing", default="uniform", help="how S steps spread over [0, T]: uniform, quadratic")
+    ap.add_argument("--spacing", default="uniform", help="how S steps spread over [0, T]: uniform, quadratic, cubic, logsnr, karras")
     ap.add_argument("--batch-size", type=int, default=250)
-    ap.add_argument("--solver", choices=["dpm2m", "sde-dpm2m"], help="DPM-Solver++(2M) on the probability-flow ODE, or SDE-DPM-Solver++(2M) on the reverse SDE")
+    ap.add_argument("--solver", choices=["dpm2m", "sde-dpm2m"],
+                    help="DPM-Solver++(2M) on the probability-flow ODE, or SDE-DPM-Solver++(2M) on the reverse SDE")
     ap.add_argument("--batch-stream", action="store_true", help="diagnostic: draw the noise as moldiff did before "
                     "per-molecule seeds (one generator for all batches); see generate_batch_stream")
     args = ap.parse_args(argv)

@@ -64,13 +64,11 @@ def iter_chain(model: Callable, chain: DiffusionChain, template: State, graph: G
             x_hat = chain.final(z, eps_hat, graph, t)
             yield -1, _apply(hooks, t_int, -1, StepOutput(x_hat, x_hat), graph)
             return
-        if solver == "dpm2m":
+        if solver is not None:
             x_hat = chain.predict_x0(z, eps_hat, t, graph)
-            out = StepOutput(chain.dpm2m_step(z, x_hat, t, s, graph, *history), x_hat)
-            history = (x_hat, t)
-        elif solver == "sde-dpm2m":
-            x_hat = chain.predict_x0(z, eps_hat, t, graph)
-            out = StepOutput(chain.sde_dpm2m_step(z, x_hat, t, s, graph, draw(z, graph), *history), x_hat)
+            z_s = (chain.dpm2m_step(z, x_hat, t, s, graph, *history) if solver == "dpm2m"
+                   else chain.sde_dpm2m_step(z, x_hat, t, s, graph, draw(z, graph), *history))
+            out = StepOutput(z_s, x_hat)
             history = (x_hat, t)
         else:
             out = chain.step(z, eps_hat, t, s, graph, generator, deterministic,

@@ -222,7 +222,8 @@ class DiffusionChain:
             targets = -rho * torch.log(torch.linspace(hi, lo, steps, dtype=torch.float64))
             grid = [int((lam - v).abs().argmin()) for v in targets] + [0]
         else:
-            grid = (self.T * torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64) ** (3 if spacing == "cubic" else 2)).round().long().tolist()
+            power = 3 if spacing == "cubic" else 2
+            grid = (self.T * torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64) ** power).round().long().tolist()
         return sorted(set(grid), reverse=True)
 
     def step(self, z_t: State, eps_hat: State, t: torch.Tensor, s: torch.Tensor, graph: Graph,
@@ -248,22 +249,26 @@ class DiffusionChain:
         a2 = self.schedule.alpha2.double()
         return 0.5 * (a2.log() - (1.0 - a2).log())
 
+    def _dpm2m(self, x_hat: State, t: torch.Tensor, s: torch.Tensor, graph: Graph,
+               x_hat_prev: State | None, t_prev: torch.Tensor | None):
+        """The terms both DPM-Solver++(2M) variants share: h = λ_s − λ_t, α_s, σ_s, σ_t (float64) and the
+        data prediction D, x̂ extrapolated along λ from the step before (x̂ itself without one)."""
+        lam = self.log_snr().to(t.device)
+        a2 = self.schedule.alpha2.to(t.device).double()
+        h = lam[s] - lam[t]
+        d = x_hat
+        if x_hat_prev is not None:
+            c = (h / (2.0 * (lam[t] - lam[t_prev]))).to(x_hat.x.dtype)
+            d = affine(graph, 1.0 + c, x_hat, -c, x_hat_prev)
+        return h, a2[s].sqrt(), (1 - a2[s]).sqrt(), (1 - a2[t]).sqrt(), d
+
     def dpm2m_step(self, z_t: State, x_hat: State, t: torch.Tensor, s: torch.Tensor, graph: Graph,
                    x_hat_prev: State | None = None, t_prev: torch.Tensor | None = None) -> State:
         """One step t → s of DPM-Solver++(2M), the second-order multistep solver of the probability-flow ODE in
         its data-prediction form: x̂ of this step and of the one before (``x_hat_prev`` at ``t_prev``; first
         order, i.e. DDIM, without it). Coordinates at zero CoM."""
-        lam = self.log_snr().to(t.device)
+        h, a_s, sig_s, sig_t, d = self._dpm2m(x_hat, t, s, graph, x_hat_prev, t_prev)
         dtype = z_t.x.dtype
-        h = lam[s] - lam[t]
-        a_s = self.schedule.alpha2.to(t.device)[s].double().sqrt()
-        sig_s, sig_t = (1 - self.schedule.alpha2.to(t.device)[s].double()).sqrt(), \
-            (1 - self.schedule.alpha2.to(t.device)[t].double()).sqrt()
-        d = x_hat
-        if x_hat_prev is not None:
-            r = (lam[t] - lam[t_prev]) / h
-            c = (1.0 / (2.0 * r)).to(dtype)
-            d = affine(graph, (1.0 + c), x_hat, -c, x_hat_prev)
         z = affine(graph, (sig_s / sig_t).to(dtype), z_t, (a_s * (1.0 - torch.exp(-h))).to(dtype), d)
         return State(remove_mean(z.x, graph.batch, graph.num_graphs), z.h, z.e)
 
@@ -272,19 +277,12 @@ class DiffusionChain:
         """One step t → s of SDE-DPM-Solver++(2M), the second-order multistep solver of the reverse SDE in its
         data-prediction form, with standard normal ``noise``. Without ``x_hat_prev`` it is the ancestral step
         (the posterior q(z_s | z_t, x̂)) exactly; with it, x̂ is extrapolated along λ from the step before."""
-        lam = self.log_snr().to(t.device)
+        h, a_s, sig_s, sig_t, d = self._dpm2m(x_hat, t, s, graph, x_hat_prev, t_prev)
         dtype = z_t.x.dtype
-        h = lam[s] - lam[t]
-        a2 = self.schedule.alpha2.to(t.device).double()
-        a_s, sig_s, sig_t = a2[s].sqrt(), (1 - a2[s]).sqrt(), (1 - a2[t]).sqrt()
-        d = x_hat
-        if x_hat_prev is not None:
-            r = (lam[t] - lam[t_prev]) / h
-            c = (1.0 / (2.0 * r)).to(dtype)
-            d = affine(graph, (1.0 + c), x_hat, -c, x_hat_prev)
         decay = torch.exp(-2.0 * h)
         z = affine(graph, (sig_s / sig_t * torch.exp(-h)).to(dtype), z_t, (a_s * (1.0 - decay)).to(dtype), d)
-        z = affine(graph, torch.ones_like(h, dtype=dtype), z, (sig_s * (1.0 - decay).sqrt()).to(dtype), noise)
+        std = (sig_s * (1.0 - decay).sqrt()).to(dtype)
+        z = z.combine(lambda k, m, n: m + per_graph(std, k, graph) * n, noise)
         return State(remove_mean(z.x, graph.batch, graph.num_graphs), z.h, z.e)
 
     def final(self, z_0: State, eps_hat: State, graph: Graph, t: torch.Tensor | None = None) -> State:
