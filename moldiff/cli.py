@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from moldiff.diffusion.chain import SPACINGS
+from moldiff.diffusion.grids import SOLVERS, SPACINGS
 
 EXIT_USAGE = 2  # usage errors and bad input
 EXIT_FAILURE = 1  # a run that failed (I/O errors, a diverged training run)
@@ -211,7 +211,7 @@ def add_sample(sub) -> None:
     p.add_argument("--spacing", choices=list(SPACINGS), default="uniform",
                    help="with --steps: spread the steps evenly, or most of them at low noise (quadratic, cubic: "
                         "better molecules for the same S, see benchmarks/README.md)")
-    p.add_argument("--solver", choices=["ancestral", "dpm2m", "sde-dpm2m"], default="ancestral",
+    p.add_argument("--solver", choices=list(SOLVERS), default="ancestral",
                    help="the reverse step: the chain's own (ancestral), DPM-Solver++(2M) on the probability-flow "
                         "ODE, or SDE-DPM-Solver++(2M), the best at few steps (--steps 20 --spacing quadratic "
                         "--solver sde-dpm2m: 20 network evaluations; benchmarks/results/few_step.md)")

@@ -16,10 +16,10 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from moldiff.diffusion.grids import SOLVERS, SPACINGS  # noqa: F401  (re-exported)
 from moldiff.diffusion.schedule import NoiseSchedule
 from moldiff.state import Graph, State, affine, per_graph, per_graph_sum, remove_mean
 
-SPACINGS = ("uniform", "quadratic", "cubic", "logsnr", "karras")  # how an S-step sampler spreads its steps over [0, T]
 
 EpsModel = Callable[[State, torch.Tensor, Graph], State]
 
