@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=10_000)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--spacing", default="uniform")
+    ap.add_argument("--solver", default="ancestral", choices=["ancestral", "dpm2m", "sde-dpm2m"])
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--geometry-n", type=int, default=200, help="molecules (generated and reference) for strain")
     ap.add_argument("--posebusters-n", type=int, default=100, help="molecules for PoseBusters (~1 s each)")
@@ -136,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         args.n = len(mols)
     else:
         mols = generate(gen, args.n, steps=args.steps, seed=args.seed, batch_size=args.batch_size,
-                        spacing=args.spacing, progress=sys.stderr.isatty())
+                        spacing=args.spacing, progress=sys.stderr.isatty(),
+                        solver=None if args.solver == "ancestral" else args.solver)
     sample_seconds = None if args.samples else round(time.perf_counter() - start, 1)
     if args.sdf:
         from moldiff.chem.io import write_molecules
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "generated": posebusters_summary(valid[:args.posebusters_n]),
         "moses_test_etkdg_mmff": posebusters_summary(ref_mmff[:args.posebusters_n])}
     result = {"model": gen.info, "config_preset": gen.config.preset, "n": args.n, "steps": args.steps or gen.chain.T,
-              "spacing": args.spacing, "seed": args.seed, "sample_seconds": sample_seconds,
+              "spacing": args.spacing, "solver": args.solver, "seed": args.seed, "sample_seconds": sample_seconds,
               "samples_file": str(args.samples) if args.samples else None,
               "metric_seconds": round(metric_seconds, 1), "threads": torch.get_num_threads(),
               "moses_metrics": metrics, "connected_valid": connected, "geometry": geometry, "posebusters": busters,
@@ -180,7 +182,7 @@ def markdown(result: dict) -> str:
     info = result["model"]
     lines = [f"# MOSES benchmark of the {result['config_preset']} model", "",
              f"`{result['command']}` — model at step {info.get('step')}, epoch {info.get('epoch')}; "
-             f"{result['n']} samples, {result['steps']} steps ({result['spacing']}), {result['threads']} threads, "
+             f"{result['n']} samples, {result['steps']} steps ({result['spacing']}, {result.get('solver', 'ancestral')}), {result['threads']} threads, "
              f"{result['sample_seconds']} s sampling. Metrics: `moses.get_all_metrics` (molsets). The published "
              "rows are SMILES models at 30,000 samples (MOSES README): not like-for-like with a 3D generator "
              "scored on fewer samples (FCD is biased upward at small n).", "",
