@@ -26,7 +26,7 @@ def load(path: str | Path, device: str | torch.device | None = None) -> Generato
 
 def sample(n: int, model: Generator | str | Path = "qm9", *, steps: int | None = None, seed: int = 0,
            n_atoms: int | None = None, deterministic: bool = False, keep_invalid: bool = True,
-           batch_size: int = 250, spacing: str = "uniform", bf16: bool = False,
+           batch_size: int = 250, spacing: str = "auto", solver: str = "auto", bf16: bool = False,
            progress: bool = True, threads: int | None = None, condition: dict[str, float] | None = None,
            guidance: float | None = None) -> list[Chem.Mol]:
     """Sample ``n`` molecules; ``model`` is a Generator, a built-in name (``"qm9"``, ``"moses"``, ``"qm9-cond"``)
@@ -43,7 +43,11 @@ def sample(n: int, model: Generator | str | Path = "qm9", *, steps: int | None =
     unless ``threads`` is given or the caller chose torch's thread count (``torch.set_num_threads`` to a number
     other than torch's default, or $OMP_NUM_THREADS), which is then kept.
     ``bf16`` is used only where the CPU or GPU has native bf16 (else a warning and fp32).
+    ``solver`` and ``spacing`` default to the best measured for ``steps``
+    (:func:`moldiff.diffusion.grids.default_sampler`: the chain itself for all T steps, SDE-DPM-Solver++(2M) on
+    quadratic spacing for fewer).
     """
+    from moldiff.diffusion.grids import default_sampler
     from moldiff.runtime import resolve_bf16, set_threads, threads_chosen_by_user
 
     if isinstance(model, (str, Path)):
@@ -52,9 +56,10 @@ def sample(n: int, model: Generator | str | Path = "qm9", *, steps: int | None =
         set_threads(threads)
     import warnings
 
+    solver, spacing = default_sampler(steps, model.chain.T, deterministic, solver, spacing)
     model, extra = conditioned(model, condition, n, guidance, warn=lambda m: warnings.warn(m, stacklevel=3))
     mols = generate(model, n, steps=steps, seed=seed, n_atoms=n_atoms, deterministic=deterministic,
-                    batch_size=batch_size, spacing=spacing, bf16=resolve_bf16(bf16, model.device),
+                    batch_size=batch_size, spacing=spacing, solver=None if solver == "ancestral" else solver, bf16=resolve_bf16(bf16, model.device),
                     progress=progress, **extra)
     return mols if keep_invalid else [m for m in mols if m.GetIntProp("moldiff_valid")]
 

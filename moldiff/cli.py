@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from moldiff.diffusion.grids import SOLVERS, SPACINGS
+from moldiff.diffusion.grids import AUTO, SOLVERS, SPACINGS, default_sampler
 
 EXIT_USAGE = 2  # usage errors and bad input
 EXIT_FAILURE = 1  # a run that failed (I/O errors, a diverged training run)
@@ -208,13 +208,14 @@ def add_sample(sub) -> None:
     p.add_argument("--checkpoint", help="checkpoint file (the same as --model FILE)")
     p.add_argument("--steps", type=int, help="sampler steps S ≤ T (default: all T)")
     p.add_argument("--ddim", action="store_true", help="deterministic DDIM-style sampler")
-    p.add_argument("--spacing", choices=list(SPACINGS), default="uniform",
-                   help="with --steps: spread the steps evenly, or most of them at low noise (quadratic, cubic: "
-                        "better molecules for the same S, see benchmarks/README.md)")
-    p.add_argument("--solver", choices=list(SOLVERS), default="ancestral",
+    p.add_argument("--spacing", choices=[AUTO, *SPACINGS], default=AUTO,
+                   help="with --steps: spread the steps evenly, or most of them at low noise (quadratic, cubic); "
+                        "auto (default): uniform for all T steps, quadratic for fewer (benchmarks/README.md)")
+    p.add_argument("--solver", choices=[AUTO, *SOLVERS], default=AUTO,
                    help="the reverse step: the chain's own (ancestral), DPM-Solver++(2M) on the probability-flow "
-                        "ODE, or SDE-DPM-Solver++(2M), the best at few steps (--steps 20 --spacing quadratic "
-                        "--solver sde-dpm2m: 20 network evaluations; benchmarks/results/few_step.md)")
+                        "ODE, or SDE-DPM-Solver++(2M); auto (default): ancestral for all T steps and with --ddim, "
+                        "sde-dpm2m for fewer, the best measured (--steps 20: 20 network evaluations; "
+                        "benchmarks/results/few_step.md)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0). Molecule k has its own seed from "
                    "(seed, k): the same seed gives the same molecules whatever -n and --batch-size are, up to the "
                    "rounding of batched arithmetic (< 0.05 Å), on the same device and thread count")
@@ -316,7 +317,7 @@ def run_sample(args) -> int:
     sidecar = args.output.with_name(args.output.name + ".partial.json")
     params = {"checkpoint": builtin or str(model_path.resolve()),
               "checkpoint_sha256": _sha256(model_path), "n": args.num,
-              "seed": args.seed, "steps": args.steps, "spacing": args.spacing, "ddim": args.ddim,
+              "seed": args.seed, "steps": args.steps, "spacing": args.spacing, "solver": args.solver, "ddim": args.ddim,
               "atoms": args.atoms, "valid_only": args.valid_only, "bf16": args.bf16, "batch_size": args.batch_size,
               **({"condition": args.request, "guidance": args.guidance} if args.request else {})}
     text, done, kept, n_valid = _resume_state(args, partial, sidecar, params)
@@ -341,11 +342,12 @@ def run_sample(args) -> int:
         traj = Trajectory(len(gen.config.features.atom_types)) if args.trajectory else None
         if args.steps is not None and not 1 <= args.steps <= gen.chain.T:
             raise ValueError(f"--steps must be between 1 and {gen.chain.T}, got {args.steps}")
+        solver, spacing = default_sampler(args.steps, gen.chain.T, args.ddim, args.solver, args.spacing)
         gen, extra = conditioned(gen, args.request, args.num, args.guidance,
                                  warn=lambda m: print(f"warning: {m}", file=sys.stderr))
         batches = generate_batches(gen, args.num, steps=args.steps, seed=args.seed, n_atoms=args.atoms,
-                                   batch_size=args.batch_size, deterministic=args.ddim, spacing=args.spacing,
-                                   solver=None if args.solver == "ancestral" else args.solver,
+                                   batch_size=args.batch_size, deterministic=args.ddim, spacing=spacing,
+                                   solver=None if solver == "ancestral" else solver,
                                    bf16=resolve_bf16(args.bf16, gen.device), progress=not args.no_progress,
                                    hooks=[traj] if traj else (), start=done, report=report, **extra)
         record()  # before the first batch: a partial file is never without its record

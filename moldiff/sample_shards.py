@@ -23,6 +23,7 @@ def run_sharded(args, model_path: Path) -> int:
     import torch.distributed as dist
 
     from moldiff.api import load
+    from moldiff.diffusion.grids import default_sampler
     from moldiff.chem.io import write_molecules
     from moldiff.io_utils import atomic_write
     from moldiff.runtime import distributed_setup, resolve_bf16
@@ -32,12 +33,13 @@ def run_sharded(args, model_path: Path) -> int:
     gen = load(model_path, device)
     gen, extra = conditioned(gen, getattr(args, "request", None), args.num, getattr(args, "guidance", None),
                              warn=lambda m: print(f"warning: {m}") if rank == 0 else None)
+    solver, spacing = default_sampler(args.steps, gen.chain.T, args.ddim, args.solver, args.spacing)
     start, stop = shard_range(args.num, rank, world)
     mols = []
     if stop > start:
         mols = generate(gen, stop, start=start, steps=args.steps, seed=args.seed, n_atoms=args.atoms,
-                        batch_size=args.batch_size, deterministic=args.ddim, spacing=args.spacing,
-                        bf16=resolve_bf16(args.bf16, gen.device), progress=not args.no_progress and rank == 0,
+                        batch_size=args.batch_size, deterministic=args.ddim, spacing=spacing,
+                        solver=None if solver == "ancestral" else solver, bf16=resolve_bf16(args.bf16, gen.device), progress=not args.no_progress and rank == 0,
                         **extra)
     if args.valid_only:
         mols = [m for m in mols if m.GetIntProp("moldiff_valid")]

@@ -300,7 +300,8 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
     report = report if report is not None else {}
     report.setdefault("redrawn", 0)
     report.setdefault("dropped", 0)
-    evals = len(gen.chain.timesteps(steps, spacing))  # S steps + the final x̂
+    # network evaluations per molecule: S steps + the final x̂; the solvers end on x̂ itself (S in all)
+    evals = len(gen.chain.timesteps(steps, spacing)) - (solver is not None)
     bar = tqdm(total=evals * (n - start), disable=not progress, desc="sampling", unit="mol·step",
                mininterval=1.0, unit_scale=False)
     gen.network.eval()

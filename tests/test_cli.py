@@ -259,3 +259,15 @@ def test_checkpoint_every_reaches_the_trainer(tmp_path):
     assert main(["train", "--resume", "--max-steps", "3", "--checkpoint-every", "90s", *run]) == 0
     train = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["config"]["train"]
     assert train["checkpoint_minutes"] == pytest.approx(1.5) and train["checkpoint_steps"] is None
+
+
+def test_few_steps_default_to_the_measured_best_sampler(checkpoint, tmp_path):
+    """--steps S < T without --solver/--spacing samples exactly as sde-dpm2m on quadratic spacing, not the
+    ancestral step."""
+    auto, best, plain = tmp_path / "auto.xyz", tmp_path / "best.xyz", tmp_path / "plain.xyz"
+    common = ("-n", "3", "--steps", "6", "--threads", "1")
+    assert sample(checkpoint, auto, *common) == 0
+    assert sample(checkpoint, best, *common, "--solver", "sde-dpm2m", "--spacing", "quadratic") == 0
+    assert sample(checkpoint, plain, *common, "--solver", "ancestral", "--spacing", "uniform") == 0
+    assert auto.read_text() == best.read_text()
+    assert auto.read_text() != plain.read_text()

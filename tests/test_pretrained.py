@@ -67,10 +67,11 @@ def test_api_progress_bar_is_on_by_default_and_ends_at_100_percent(capfd):
     import re
 
     gen = moldiff.load_pretrained("qm9", device="cpu")
-    moldiff.sample(3, gen, steps=2, seed=0, batch_size=2)
-    bar = capfd.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
-    done, total = map(int, re.search(r"(\d+)/(\d+)", bar).groups())
-    assert "100%" in bar and done == total == 3 * 3, bar  # 3 molecules × (2 steps + the final x̂)
+    for solver, evals in (("ancestral", 3), ("sde-dpm2m", 2)):  # 2 steps + the final x̂; the solver ends on x̂
+        moldiff.sample(3, gen, steps=2, seed=0, batch_size=2, solver=solver)
+        bar = capfd.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+        done, total = map(int, re.search(r"(\d+)/(\d+)", bar).groups())
+        assert "100%" in bar and done == total == 3 * evals, bar
     moldiff.sample(1, gen, steps=1, seed=0, progress=False)
     assert capfd.readouterr().err == ""
 
