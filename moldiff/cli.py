@@ -77,9 +77,9 @@ def _writable(path: Path) -> None:
 
 # ---------------------------------------------------------------- train
 def add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a model on QM9 (resumable; runs under torchrun for DDP)")
-    p.add_argument("--preset", help="named configuration: tiny, edm, qm9-bonds, qm9-bonds-noh, qm9-nodes "
-                   "(default tiny)")
+    p = sub.add_parser("train", help="train a model on QM9, MOSES or your own file (resumable; runs under torchrun for DDP)")
+    p.add_argument("--preset", help="named configuration: tiny, edm, qm9-bonds, qm9-bonds-noh, qm9-nodes, "
+                   "moses (drug-like), qm9-cond (conditioned on QM9's properties) (default tiny)")
     p.add_argument("--config", type=Path, help="TOML file: optional 'preset = ...' and [features] [model] "
                    "[schedule] [train] tables overriding it")
     p.add_argument("--run-dir", type=Path, default=Path("runs/default"), help="checkpoint + metrics folder")

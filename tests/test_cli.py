@@ -1,4 +1,5 @@
 """The command line end to end: train a tiny model, sample it to SDF/XYZ/SMILES/PNG, and bad input."""
+import re
 import subprocess
 import sys
 
@@ -271,3 +272,12 @@ def test_few_steps_default_to_the_measured_best_sampler(checkpoint, tmp_path):
     assert sample(checkpoint, plain, *common, "--solver", "ancestral", "--spacing", "uniform") == 0
     assert auto.read_text() == best.read_text()
     assert auto.read_text() != plain.read_text()
+
+
+def test_train_help_names_every_preset(capsys):
+    from moldiff.config import PRESETS
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = re.sub(r"-\s+", "-", " ".join(capsys.readouterr().out.split()))  # argparse wraps at hyphens
+    assert all(name in text for name in PRESETS), text
