@@ -29,6 +29,7 @@ from rdkit.Chem import AllChem
 
 from moldiff.api import load
 from moldiff.chem.geometry import strain_summary
+from moldiff.chem.posebusters import posebusters_summary
 from moldiff.data.moses import moses_file
 from moldiff.pretrained import resolve_model
 from moldiff.sampling import generate
@@ -101,17 +102,6 @@ def reference_conformers(n: int, mmff: bool, seed: int = 0) -> list[Chem.Mol]:
             AllChem.MMFFOptimizeMolecule(mol)
         out.append(mol)
     return out
-
-
-def posebusters_summary(mols: list[Chem.Mol]) -> dict:
-    """Pass rate of each PoseBusters check (config ``mol``) and of all of them together."""
-    from posebusters import PoseBusters
-
-    with rdBase.BlockLogs():
-        frame = PoseBusters(config="mol").bust([m for m in mols if m is not None], None, None)
-    checks = frame.select_dtypes(include=["bool"])
-    return {"molecules": int(len(checks)), "all_pass": float(checks.all(axis=1).mean()),
-            "per_check": {c: float(checks[c].mean()) for c in checks.columns}}
 
 
 def main(argv: list[str] | None = None) -> int:

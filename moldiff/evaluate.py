@@ -64,6 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="MMFF94 strain (energy drop on relaxing, hydrogens relaxed first; kcal/mol) and "
                              "heavy-atom RMSD to the relaxed geometry of the first N molecules that MMFF94 can "
                              "judge (200; 0: skip); molecule files only")
+    parser.add_argument("--posebusters", type=int, default=0, metavar="N",
+                        help="PoseBusters' checks for generated molecules (bond lengths and angles, planarity, "
+                             "clashes, internal energy) on the first N molecules that sanitise (0, the default: "
+                             "skip; ~1 s per molecule; needs pip install posebusters); molecule files only")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write all figures to this JSON file")
 
 
@@ -175,6 +179,15 @@ def format_report(result: dict) -> str:
                              f"{m['rmsd_p90']:.3f} Å")
             else:
                 skipped.append(f"  MMFF94 strain: no molecule MMFF94 can judge")
+        elif name == "posebusters":
+            if m.get("molecules"):
+                lines.append(f"{'PoseBusters, all checks pass':<42} {100 * m['all_pass']:>8.2f} %  "
+                             f"({m['molecules']} molecules)")
+                failing = sorted((v, c) for c, v in m["per_check"].items() if v < 1)[:3]
+                if failing:
+                    lines.append(f"{'  most failed':<42} " + ", ".join(f"{c} {100 * v:.0f} %" for v, c in failing))
+            else:
+                skipped.append("  PoseBusters: no molecule to judge")
         elif "ci95" in m:
             lo, hi = m["ci95"]
             lines.append(f"{label:<42} {100 * m['value']:>8.2f} %  [{100 * lo:6.2f}, {100 * hi:6.2f}]   "
@@ -257,6 +270,14 @@ def run(args: argparse.Namespace) -> int:
                                                 definition="MMFF94: hydrogens relaxed with heavy atoms fixed, then "
                                                 "all; strain = energy drop of the second relaxation (kcal/mol), "
                                                 "RMSD = heavy-atom RMSD before/after it (Å)")
+    n_busters = getattr(args, "posebusters", 0) or 0
+    if n_busters > 0 and file_mols:
+        from moldiff.chem.posebusters import PoseBustersMissing, posebusters_summary
+        try:
+            result["metrics"]["posebusters"] = dict(posebusters_summary(_first_judgeable(file_mols, n_busters)),
+                                                    definition="PoseBusters, config 'mol' (the posebusters package)")
+        except PoseBustersMissing as exc:
+            result["metrics"]["posebusters"] = {"skipped": str(exc)}
     result["source"] = source
     result["unreadable_records"] = n_errors
     result["reference"] = None if reference is None else reference.name

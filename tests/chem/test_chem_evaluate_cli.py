@@ -119,3 +119,26 @@ def test_structures_with_unknown_elements_or_nan_are_invalid_not_errors():
     m = evaluate_structures([(["C", "Xx"], np.zeros((2, 3)) + [[0, 0, 0], [1.5, 0, 0]]),
                              (["C", "O"], np.array([[0, 0, 0], [np.nan, 0, 0]]))])["metrics"]
     assert m["validity"]["count"] == 0 and m["molecule_stability"]["count"] == 0
+
+
+def test_posebusters_figures_rank_a_distorted_conformer_below_a_relaxed_one(tmp_path, capsys):
+    """--posebusters N judges the first N sanitising molecules: the relaxed conformer passes, a copy with every
+    atom moved ~0.25 Å does not."""
+    pytest.importorskip("posebusters")
+    import numpy as np
+    from rdkit.Chem import AllChem
+
+    good = Chem.AddHs(Chem.MolFromSmiles("CC(=O)Nc1ccc(O)cc1"))
+    assert AllChem.EmbedMolecule(good, randomSeed=1) == 0
+    AllChem.MMFFOptimizeMolecule(good, maxIters=5000)
+    bad = Chem.Mol(good)
+    pos = good.GetConformer().GetPositions()
+    bad.GetConformer().SetPositions(pos + np.random.RandomState(0).normal(0, 0.25, pos.shape))
+    path, out = tmp_path / "two.sdf", tmp_path / "report.json"
+    write_molecules([good, bad], path)
+    assert run(parse(path, "--reference", "none", "--posebusters", "2", "--json", out)) == 0
+    assert "PoseBusters, all checks pass" in capsys.readouterr().out
+    busters = json.loads(out.read_text())["metrics"]["posebusters"]
+    assert busters["molecules"] == 2 and busters["all_pass"] == 0.5 and busters["per_check"]["bond_lengths"] == 0.5
+    strain = json.loads(out.read_text())["metrics"]["mmff_strain"]
+    assert strain["judged"] == 2 and strain["strain_p90"] > 10  # the distorted copy is strained

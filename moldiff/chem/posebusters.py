@@ -1,0 +1,60 @@
+"""PoseBusters' checks for generated molecules (the ``posebusters`` package, its ``mol`` configuration: sanitisation,
+connectivity, bond lengths and angles, ring and double-bond planarity, internal clashes, internal energy).
+
+The judge is PoseBusters itself, used as it is; this module only feeds it molecules and counts its verdicts.
+``posebusters`` is an optional dependency (``pip install posebusters``, or ``moldiff[judges]``).
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+from rdkit import Chem, rdBase
+
+
+class PoseBustersMissing(ImportError):
+    """The ``posebusters`` package is not installed."""
+
+
+def _posebusters():
+    try:
+        from posebusters import PoseBusters
+    except ImportError as exc:
+        raise PoseBustersMissing("PoseBusters' checks need the posebusters package: pip install posebusters") from exc
+    return PoseBusters
+
+
+def posebusters_checks(mols: Iterable[Chem.Mol]) -> list[dict[str, bool | None]]:
+    """Each molecule's PoseBusters verdicts (check name → passed; None where PoseBusters could not compute it),
+    in order."""
+    mols = list(mols)
+    if not mols:
+        return []
+    with rdBase.BlockLogs():
+        frame = _posebusters()(config="mol").bust(mols, None, None)
+    rows = []
+    for _, row in frame.iterrows():
+        rows.append({c: (bool(v) if isinstance(v, (bool, np.bool_)) else None) for c, v in row.items()
+                     if isinstance(v, (bool, np.bool_)) or _is_missing(v)})
+    return rows
+
+
+def _is_missing(value) -> bool:
+    try:
+        return value is None or bool(np.isnan(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def posebusters_summary(mols: Iterable[Chem.Mol | None]) -> dict:
+    """Pass rate of each check and of all of them together over the molecules given (None entries are left out).
+    A check PoseBusters could not compute for a molecule counts for neither (``not_computed`` says how often)."""
+    rows = posebusters_checks(m for m in mols if m is not None)
+    out: dict = {"molecules": len(rows)}
+    if rows:
+        names = list(dict.fromkeys(c for r in rows for c in r))
+        out["all_pass"] = sum(all(v for v in r.values() if v is not None) for r in rows) / len(rows)
+        out["per_check"] = {c: sum(r.get(c) is True for r in rows) / max(1, sum(r.get(c) is not None for r in rows))
+                            for c in names}
+        out["not_computed"] = {c: n for c in names if (n := sum(r.get(c) is None for r in rows))}
+    return out

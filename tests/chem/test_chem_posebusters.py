@@ -1,0 +1,36 @@
+"""PoseBusters' checks through moldiff.chem.posebusters: a relaxed conformer passes, a distorted one of the same
+molecule fails the geometry checks, and the summary counts what it is given."""
+import numpy as np
+import pytest
+from rdkit import Chem
+from rdkit.Chem import AllChem
+
+pytest.importorskip("posebusters")
+from moldiff.chem.posebusters import posebusters_checks, posebusters_summary  # noqa: E402
+
+
+def _relaxed(smiles: str) -> Chem.Mol:
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    assert AllChem.EmbedMolecule(mol, randomSeed=1) == 0
+    AllChem.MMFFOptimizeMolecule(mol, maxIters=5000)
+    return mol
+
+
+def test_relaxed_passes_and_distorted_fails_the_geometry_checks():
+    good = _relaxed("CC(=O)Nc1ccc(O)cc1")
+    bad = Chem.Mol(good)
+    pos = good.GetConformer().GetPositions()
+    bad.GetConformer().SetPositions(pos + np.random.RandomState(0).normal(0, 0.25, pos.shape))
+    ok, broken = posebusters_checks([good, bad])
+    assert all(v for v in ok.values() if v is not None) and ok["bond_lengths"] and ok["aromatic_ring_flatness"]
+    assert not broken["bond_lengths"] and not broken["aromatic_ring_flatness"]
+    assert broken["sanitization"] and broken["all_atoms_connected"]  # the chemistry is the same
+
+
+def test_summary_counts_molecules_and_rates():
+    good = _relaxed("CCO")
+    two = Chem.CombineMols(_relaxed("CCO"), _relaxed("C"))  # two fragments: not all atoms connected
+    summary = posebusters_summary([good, two, None])
+    assert summary["molecules"] == 2 and summary["all_pass"] == 0.5
+    assert summary["per_check"]["all_atoms_connected"] == 0.5 and summary["per_check"]["sanitization"] == 1.0
+    assert posebusters_summary([]) == {"molecules": 0}
