@@ -63,11 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--geometry", type=int, default=200, metavar="N",
                         help="MMFF94 strain (energy drop on relaxing, hydrogens relaxed first; kcal/mol) and "
                              "heavy-atom RMSD to the relaxed geometry of the first N molecules that MMFF94 can "
-                             "judge (200; 0: skip); molecule files only")
+                             "judge (200; 0: skip); with --dataset, of its own geometries (bonds perceived by RDKit)")
     parser.add_argument("--posebusters", type=int, default=0, metavar="N",
                         help="PoseBusters' checks for generated molecules (bond lengths and angles, planarity, "
                              "clashes, internal energy) on the first N molecules that sanitise (0, the default: "
-                             "skip; ~1 s per molecule; needs pip install posebusters); molecule files only")
+                             "skip; seconds per molecule; needs pip install posebusters); with --dataset, of its own geometries")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write all figures to this JSON file")
 
 
@@ -181,8 +181,9 @@ def format_report(result: dict) -> str:
                 skipped.append(f"  MMFF94 strain: no molecule MMFF94 can judge")
         elif name == "posebusters":
             if m.get("molecules"):
+                missing = "".join(f"; {c} not computed for {k}" for c, k in m.get("not_computed", {}).items())
                 lines.append(f"{'PoseBusters, all checks pass':<42} {100 * m['all_pass']:>8.2f} %  "
-                             f"({m['molecules']} molecules)")
+                             f"({m['molecules']} molecules{missing})")
                 failing = sorted((v, c) for c, v in m["per_check"].items() if v < 1)[:3]
                 if failing:
                     lines.append(f"{'  most failed':<42} " + ", ".join(f"{c} {100 * v:.0f} %" for v, c in failing))
@@ -264,13 +265,15 @@ def run(args: argparse.Namespace) -> int:
         else:
             result["metrics"]["perception"] = {"skipped": "no molecule has 3D coordinates"}
     n_geometry = getattr(args, "geometry", 0) or 0
+    n_busters = getattr(args, "posebusters", 0) or 0
+    if dataset and not files and (n_geometry or n_busters):  # the dataset's own geometries, bonds perceived
+        file_mols = _perceived(structures, max(n_geometry, n_busters))
     if n_geometry > 0 and file_mols:
         from moldiff.chem.geometry import strain_summary
         result["metrics"]["mmff_strain"] = dict(strain_summary(_first_judgeable(file_mols, n_geometry)),
                                                 definition="MMFF94: hydrogens relaxed with heavy atoms fixed, then "
                                                 "all; strain = energy drop of the second relaxation (kcal/mol), "
                                                 "RMSD = heavy-atom RMSD before/after it (Å)")
-    n_busters = getattr(args, "posebusters", 0) or 0
     if n_busters > 0 and file_mols:
         from moldiff.chem.posebusters import PoseBustersMissing, posebusters_summary
         try:
@@ -298,6 +301,20 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"figures written to {args.json}")
     return 0
+
+
+def _perceived(structures: list, n: int) -> list:
+    """RDKit molecules of the first ``n`` structures whose bonds and charges RDKit perceives from the coordinates."""
+    from moldiff.chem.perceive import perceive_mol
+
+    out = []
+    for elements, pos in structures:
+        if len(out) >= n:
+            break
+        mol, error = perceive_mol(elements, pos)
+        if error is None:
+            out.append(mol)
+    return out
 
 
 def _first_judgeable(mols: list, n: int) -> list:

@@ -6,6 +6,7 @@ The judge is PoseBusters itself, used as it is; this module only feeds it molecu
 """
 from __future__ import annotations
 
+import logging
 from typing import Iterable
 
 import numpy as np
@@ -30,8 +31,14 @@ def posebusters_checks(mols: Iterable[Chem.Mol]) -> list[dict[str, bool | None]]
     mols = list(mols)
     if not mols:
         return []
-    with rdBase.BlockLogs():
-        frame = _posebusters()(config="mol").bust(mols, None, None)
+    quiet = logging.getLogger("posebusters")  # its per-molecule warnings become the None verdicts below
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with rdBase.BlockLogs():
+            frame = _posebusters()(config="mol").bust(mols, None, None)
+    finally:
+        quiet.setLevel(level)
     rows = []
     for _, row in frame.iterrows():
         rows.append({c: (bool(v) if isinstance(v, (bool, np.bool_)) else None) for c, v in row.items()
