@@ -7,9 +7,11 @@ The judge is PoseBusters itself, used as it is; this module only feeds it molecu
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Iterable
 
 import numpy as np
+import rdkit
 from rdkit import Chem, rdBase
 
 
@@ -22,6 +24,8 @@ def _posebusters():
         from posebusters import PoseBusters
     except ImportError as exc:
         raise PoseBustersMissing("PoseBusters' checks need the posebusters package: pip install posebusters") from exc
+    finally:
+        rdBase.LogToCppStreams()
     return PoseBusters
 
 
@@ -34,11 +38,18 @@ def posebusters_checks(mols: Iterable[Chem.Mol]) -> list[dict[str, bool | None]]
     quiet = logging.getLogger("posebusters")  # its per-molecule warnings become the None verdicts below
     level = quiet.level
     quiet.setLevel(logging.ERROR)
+    busters = _posebusters()
+    # posebusters reads RDKit's messages through Python logging (its InChI check does), which its import sets
+    # up for the whole process; here that holds during its run only, and RDKit's own default after it
+    rdBase.LogToPythonLogger()
+    handler = getattr(rdkit, "log_handler", None)  # posebusters points it at the sys.stderr of its last run,
+    if handler is not None:  # which may be closed by now (a replaced stderr): point it at today's
+        handler.stream = sys.stderr  # set, not setStream: that would flush the closed one
     try:
-        with rdBase.BlockLogs():
-            frame = _posebusters()(config="mol").bust(mols, None, None)
+        frame = busters(config="mol").bust(mols, None, None)
     finally:
         quiet.setLevel(level)
+        rdBase.LogToCppStreams()
     rows = []
     for _, row in frame.iterrows():
         rows.append({c: (bool(v) if isinstance(v, (bool, np.bool_)) else None) for c, v in row.items()
