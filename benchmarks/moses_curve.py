@@ -8,7 +8,7 @@ Two kinds of points. (1) The run's own scoring during training (``data/campaign/
 molecules, 100 uniform steps, every quarter epoch): validity with the model's own bonds (what MOSES judges),
 the one-fragment share, and the validation loss. (2) Full benchmarks of EMA weights (``benchmarks/moses.py``
 JSONs): validity, FCD/Test, PoseBusters all-checks pass and MMFF strain median. A benchmark is placed at the
-CPU-hours of the training row with its step.
+CPU-hours of its step, interpolated between the training rows.
 
 The projection fits validity = a + b · log(CPU-hours) to the in-training points of the second half of the run
 (the early points are still in the fast phase) and solves it for the 95 % target. It is a trend on a noisy
@@ -35,10 +35,16 @@ def benchmark_point(path: Path, rows: list[dict]) -> dict:
     """One full benchmark's figures, placed at the CPU-hours of its training step."""
     blob = json.loads(path.read_text())
     step = blob["model"]["step"]
+    steps = [r["step"] for r in rows]
+    cpu = [r["cpu_hours"] for r in rows]
+    if step <= steps[-1]:
+        cpu_hours = float(np.interp(step, steps, cpu))
+    else:  # a checkpoint written after the last scored row: the run's last rate of CPU-hours per step
+        cpu_hours = cpu[-1] + (step - steps[-1]) * (cpu[-1] - cpu[-2]) / (steps[-1] - steps[-2])
     row = min(rows, key=lambda r: abs(r["step"] - step))
     bust = blob.get("posebusters", {}).get("generated", {})
     geo = blob.get("geometry", {}).get("generated", {})
-    return {"file": str(path), "step": step, "cpu_hours": row["cpu_hours"], "gpu_minutes": 60 * row.get("gpu_hours", 0.0),
+    return {"file": str(path), "step": step, "cpu_hours": round(cpu_hours, 3), "gpu_minutes": 60 * row.get("gpu_hours", 0.0),
             "n": blob["n"], "steps": blob["steps"], "spacing": blob["spacing"], "solver": blob.get("solver", "ancestral"),
             "valid": blob["moses_metrics"].get("valid"), "FCD/Test": blob["moses_metrics"].get("FCD/Test"),
             "unique@10000": blob["moses_metrics"].get("unique@10000"), "Novelty": blob["moses_metrics"].get("Novelty"),
