@@ -1,8 +1,8 @@
 """The drug-like campaign's metrics against CPU-hours and GPU-minutes, beside issue 13's targets, and what the
 trend projects: PNG + JSON.
 
-    python benchmarks/moses_curve.py --benchmarks benchmarks/results/moses_step3516_1000.json \\
-        benchmarks/results/moses_step23199_1000.json
+    python benchmarks/moses_curve.py --benchmarks benchmarks/results/moses.json \\
+        benchmarks/results/moses_step23893_4000.json
 
 Two kinds of points. (1) The run's own scoring during training (``data/campaign/moses/metrics.jsonl``: 100
 molecules, 100 uniform steps, every quarter epoch): validity with the model's own bonds (what MOSES judges),
