@@ -1,4 +1,4 @@
-"""The few-step table: quality against network evaluations for each sampler at S = 20, beside the 1,000-step
+"""The few-step table: quality against network evaluations for each sampler at S = 20 (and 25), beside the 1,000-step
 chain, from the JSON files of benchmarks/quality.py (same model, seed and number of molecules).
 
     for cfg in "ancestral quadratic" "ancestral cubic" "dpm2m logsnr" "sde-dpm2m quadratic" "sde-dpm2m cubic" \\
@@ -7,6 +7,8 @@ chain, from the JSON files of benchmarks/quality.py (same model, seed and number
       python benchmarks/quality.py -n 1000 --steps 20 --spacing $2 $extra --threads 1 \\
           --json benchmarks/results/few_step_${1}_${2}.json
     done
+    python benchmarks/quality.py -n 1000 --steps 25 --spacing quadratic --solver sde-dpm2m --threads 1 \\
+        --json benchmarks/results/few_step_sde-dpm2m_quadratic_25.json
     python benchmarks/few_step_table.py
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 from common import RESULTS, write_text
 
 REFERENCE = RESULTS / "quality_noh_cooldown31.json"  # the shipped model, 1,000 ancestral steps, same seed and n
+IDLE_ONE_THREAD = {"few_step_sde-dpm2m_quadratic_25.json"}  # rows not measured beside training
 COLUMNS = [("molecule_stability", "mol. stab."), ("validity", "validity"), ("connected_validity", "connected valid"),
            ("uniqueness", "uniqueness"), ("charge_molecule_stability", "mol. stab. (own bonds)")]
 
@@ -29,6 +32,8 @@ def row(path) -> tuple[str, int, dict, float | str | None]:
     sec = r.get("sample_seconds")
     if sec is not None and "--threads 1" not in d.get("command", "--threads 1"):
         sec = f"{sec} (2 threads, machine otherwise idle)"
+    elif sec is not None and path.name in IDLE_ONE_THREAD:
+        sec = f"{sec} (1 thread, machine otherwise idle)"
     return r["sampler"], nfe, r["figures"], sec
 
 
