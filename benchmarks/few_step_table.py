@@ -19,7 +19,10 @@ import sys
 from common import RESULTS, write_text
 
 REFERENCE = RESULTS / "quality_noh_cooldown31.json"  # the shipped model, 1,000 ancestral steps, same seed and n
-IDLE_ONE_THREAD = {"few_step_sde-dpm2m_quadratic_25.json"}  # rows not measured beside training
+IDLE_ONE_THREAD = {"few_step_sde-dpm2m_quadratic_25.json", "few_step_sde-dpm2m_quadratic_30.json"}
+# the 1,000-step chain on today's code at seed 0: the same per-molecule seeds as the few-step rows (REFERENCE was
+# measured on the earlier batch random stream, i.e. on other molecules; README "Seeds changed")
+SAME_STREAM = RESULTS / "quality_today_1000_seed0.json"  # rows not measured beside training
 COLUMNS = [("molecule_stability", "mol. stab."), ("validity", "validity"), ("connected_validity", "connected valid"),
            ("uniqueness", "uniqueness"), ("charge_molecule_stability", "mol. stab. (own bonds)")]
 
@@ -39,13 +42,19 @@ def row(path) -> tuple[str, int, dict, float | str | None]:
 
 def main() -> int:
     files = sorted(RESULTS.glob("few_step_*.json"))
-    rows = [row(REFERENCE)] + [row(f) for f in files]
+    old = row(REFERENCE)
+    rows = [(old[0] + " (earlier random stream: other molecules)", *old[1:])] + [row(f) for f in files]
     ref = rows[0][2]
+    if SAME_STREAM.exists():  # compare like with like: same code, same seeds
+        today = row(SAME_STREAM)
+        rows.insert(1, (today[0] + " (today's code, same seeds as the rows below)", *today[1:]))
+        ref = today[2]
     lines = ["# Few-step samplers on the shipped QM9 model", "",
              "1,000 molecules each, seed 0, one thread, the EDM distance protocol (hydrogens placed by RDKit: not "
              "like-for-like with models that generate them). Rows from `benchmarks/quality.py` (commands in "
              "`benchmarks/few_step_table.py`); the sampling seconds were measured beside a training process on "
-             "the other core unless the row says otherwise. Δ: points against the 1,000-step chain.", "",
+             "the other core unless the row says otherwise. Δ: points against the 1,000-step chain with the same seeds "
+             "(today's code where that row exists; the first row drew other molecules).", "",
              "| sampler | network evaluations | " + " | ".join(c[1] for c in COLUMNS) +
              " | Δ mol. stab. | Δ validity | seconds |", "|---|---|" + "---|" * (len(COLUMNS) + 3)]
     for name, nfe, fig, sec in rows:
