@@ -31,6 +31,7 @@ from moldiff.api import load
 from moldiff.chem.geometry import strain_summary
 from moldiff.chem.posebusters import posebusters_summary
 from moldiff.data.moses import moses_file
+from moldiff.diffusion.grids import SOLVERS
 from moldiff.pretrained import resolve_model
 from moldiff.sampling import generate
 
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=10_000)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--spacing", default="uniform")
-    ap.add_argument("--solver", default="ancestral", choices=["ancestral", "dpm2m", "sde-dpm2m"])
+    ap.add_argument("--solver", default="ancestral", choices=list(SOLVERS))
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--geometry-n", type=int, default=200, help="molecules (generated and reference) for strain")
     ap.add_argument("--posebusters-n", type=int, default=100, help="molecules for PoseBusters (~1 s each)")
