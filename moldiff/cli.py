@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from moldiff.diffusion.grids import AUTO, SOLVERS, SPACINGS, default_sampler
+from moldiff.diffusion.grids import AUTO, DEFAULT_NOISE_SCALE, SOLVERS, SPACINGS, default_sampler
 
 EXIT_USAGE = 2  # usage errors and bad input
 EXIT_FAILURE = 1  # a run that failed (I/O errors, a diverged training run)
@@ -216,6 +216,10 @@ def add_sample(sub) -> None:
                         "ODE, or SDE-DPM-Solver++(2M); auto (default): ancestral for all T steps and with --ddim, "
                         "sde-dpm2m for fewer, the best measured (--steps 20: 20 network evaluations; "
                         "benchmarks/results/few_step.md)")
+    p.add_argument("--noise-scale", type=float, default=DEFAULT_NOISE_SCALE, metavar="F",
+                   help=f"factor on the fresh noise of every reverse step ({DEFAULT_NOISE_SCALE:g}; 1: the chain "
+                        "itself; lower: closer to the model's most likely geometries, at a cost in diversity; "
+                        "benchmarks/results/noise_scale.md)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0). Molecule k has its own seed from "
                    "(seed, k): the same seed gives the same molecules whatever -n and --batch-size are, up to the "
                    "rounding of batched arithmetic (< 0.05 Å), on the same device and thread count")
@@ -278,6 +282,8 @@ def run_sample(args) -> int:
         raise UserError(f"--steps must be a positive number of steps, got {args.steps}")
     if args.batch_size <= 0:
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
+    if not args.noise_scale >= 0:  # NaN fails too
+        raise UserError(f"--noise-scale must be a number ≥ 0, got {args.noise_scale}")
     check_outputs(args.output, args.png)
     args.request = parse_conditions(args.condition)
     if args.guidance is not None and not args.request:
@@ -318,6 +324,7 @@ def run_sample(args) -> int:
     params = {"checkpoint": builtin or str(model_path.resolve()),
               "checkpoint_sha256": _sha256(model_path), "n": args.num,
               "seed": args.seed, "steps": args.steps, "spacing": args.spacing, "solver": args.solver, "ddim": args.ddim,
+              "noise_scale": args.noise_scale,
               "atoms": args.atoms, "valid_only": args.valid_only, "bf16": args.bf16, "batch_size": args.batch_size,
               **({"condition": args.request, "guidance": args.guidance} if args.request else {})}
     text, done, kept, n_valid = _resume_state(args, partial, sidecar, params)
@@ -349,7 +356,8 @@ def run_sample(args) -> int:
                                    batch_size=args.batch_size, deterministic=args.ddim, spacing=spacing,
                                    solver=None if solver == "ancestral" else solver,
                                    bf16=resolve_bf16(args.bf16, gen.device), progress=not args.no_progress,
-                                   hooks=[traj] if traj else (), start=done, report=report, **extra)
+                                   hooks=[traj] if traj else (), start=done, report=report,
+                                   noise_scale=args.noise_scale, **extra)
         record()  # before the first batch: a partial file is never without its record
         for first in range(done, args.num, args.batch_size):
             batch = [m for m in next(batches) if not args.valid_only or m.GetIntProp("moldiff_valid")]

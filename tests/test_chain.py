@@ -484,3 +484,47 @@ def test_training_timesteps_uniform_by_default_and_skewed_low_with_power():
     assert abs(float((low < 250).double().mean()) - 0.5) < 0.015  # P(u² < 1/4) = 1/2
     with pytest.raises(ValueError, match="positive"):
         chain.sample_t(4, power=0.0)
+
+
+class _Stream:
+    """z_T from one fixed generator, the steps' noise from another: lets a test change the steps' noise alone."""
+
+    def __init__(self, step_seed: int):
+        self.first, self.rest = torch.Generator().manual_seed(0), torch.Generator().manual_seed(step_seed)
+        self.calls = 0
+
+    def __call__(self, template: State, graph: Graph) -> State:
+        self.calls += 1
+        return sample_noise(template, graph, self.first if self.calls == 1 else self.rest)
+
+
+@pytest.mark.parametrize("solver", [None, "sde-dpm2m"])
+def test_noise_scale_multiplies_the_step_noise_only(toy_graph, solver):
+    """Scale 1 is the chain itself; scale 0 leaves z_T as the only randomness: another stream of step noise
+    then gives the same molecules, where at scale 1 it does not."""
+    chain = make_chain(40)
+    graph = toy_graph([4, 3])
+    template = State(*(torch.zeros_like(f) for f in random_state(graph)))
+    model = LinearModel(3, 2)
+
+    def run(step_seed, **kw):
+        return run_chain(model, chain, template, graph, steps=8, spacing="quadratic", solver=solver,
+                         noise=_Stream(step_seed), **kw)
+    assert all(torch.equal(a, b) for a, b in zip(run(1), run(1, noise_scale=1.0)))
+    assert not torch.allclose(run(1).x, run(2).x)
+    cold = [run(seed, noise_scale=0.0) for seed in (1, 2)]
+    assert all(torch.equal(a, b) for a, b in zip(*cold))
+    assert not torch.allclose(cold[0].x, run(1).x)
+    with pytest.raises(ValueError, match="noise scale"):
+        run(1, noise_scale=-0.5)
+
+
+def test_noise_scale_with_an_exact_model_still_returns_the_target(toy_graph):
+    chain = make_chain(200)
+    graph = toy_graph([4, 2])
+    target = random_state(graph, seed=31)
+    template = State(*(torch.zeros_like(f) for f in target))
+    out = run_chain(OracleModel(chain, target), chain, template, graph, steps=13, spacing="quadratic",
+                    generator=torch.Generator().manual_seed(5), noise_scale=0.4)
+    for a, b in zip(out, target):
+        assert torch.allclose(a, b, rtol=0, atol=1e-9)

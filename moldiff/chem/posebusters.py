@@ -50,18 +50,22 @@ def posebusters_checks(mols: Iterable[Chem.Mol]) -> list[dict[str, bool | None]]
     finally:
         quiet.setLevel(level)
         rdBase.LogToCppStreams()
-    rows = []
-    for _, row in frame.iterrows():
-        rows.append({c: (bool(v) if isinstance(v, (bool, np.bool_)) else None) for c, v in row.items()
-                     if isinstance(v, (bool, np.bool_)) or _is_missing(v)})
-    return rows
+    return _verdicts(frame)
 
 
-def _is_missing(value) -> bool:
+def _verdicts(frame) -> list[dict[str, bool | None]]:
+    """PoseBusters' report (one row per molecule, one column per check) as verdicts. A check column holds
+    booleans, or floats (1.0 / 0.0) with NaN where some molecule's check could not be computed."""
+    return [{c: _verdict(v) for c, v in row.items()} for _, row in frame.iterrows()]
+
+
+def _verdict(value) -> bool | None:
+    if value is None:
+        return None
     try:
-        return value is None or bool(np.isnan(value))
-    except (TypeError, ValueError):
-        return False
+        return None if np.isnan(value) else bool(value)
+    except TypeError:
+        return bool(value)
 
 
 def posebusters_summary(mols: Iterable[Chem.Mol | None]) -> dict:

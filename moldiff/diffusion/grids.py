@@ -5,6 +5,9 @@ from __future__ import annotations
 SPACINGS = ("uniform", "quadratic", "cubic", "logsnr", "karras")  # how an S-step sampler spreads its steps over [0, T]
 SOLVERS = ("ancestral", "dpm2m", "sde-dpm2m")  # the reverse-step rules the chain offers
 AUTO = "auto"  # let default_sampler choose
+# the factor on each reverse step's fresh noise (1: the chain itself; < 1: a lower-temperature sampler),
+# chosen on QM9 at 20 evaluations: benchmarks/results/noise_scale.md
+DEFAULT_NOISE_SCALE = 1.0
 
 
 def default_sampler(steps: int | None, timesteps: int, deterministic: bool = False,

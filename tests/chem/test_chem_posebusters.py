@@ -44,3 +44,13 @@ def test_summary_counts_molecules_and_rates():
     assert summary["molecules"] == 2 and summary["all_pass"] == 0.5
     assert summary["per_check"]["all_atoms_connected"] == 0.5 and summary["per_check"]["sanitization"] == 1.0
     assert posebusters_summary([]) == {"molecules": 0}
+
+
+def test_a_check_some_molecules_could_not_compute_still_counts_for_the_others():
+    import pandas as pd  # PoseBusters' report: a check column with a NaN turns from booleans into floats
+
+    from moldiff.chem.posebusters import _verdicts
+    frame = pd.DataFrame({"bond_lengths": [True, True, False], "internal_energy": [1.0, float("nan"), 0.0]})
+    assert _verdicts(frame) == [{"bond_lengths": True, "internal_energy": True},
+                                {"bond_lengths": True, "internal_energy": None},
+                                {"bond_lengths": False, "internal_energy": False}]
