@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from moldiff.diffusion.grids import AUTO, DEFAULT_NOISE_SCALE, SOLVERS, SPACINGS, default_sampler
+from moldiff.diffusion.grids import AUTO, DEFAULT_NOISE_SCALE, DEFAULT_NOISE_SCALE_FROM, SOLVERS, SPACINGS, default_sampler
 
 EXIT_USAGE = 2  # usage errors and bad input
 EXIT_FAILURE = 1  # a run that failed (I/O errors, a diverged training run)
@@ -217,9 +217,12 @@ def add_sample(sub) -> None:
                         "sde-dpm2m for fewer, the best measured (--steps 20: 20 network evaluations; "
                         "benchmarks/results/few_step.md)")
     p.add_argument("--noise-scale", type=float, default=DEFAULT_NOISE_SCALE, metavar="F",
-                   help=f"factor on the fresh noise of every reverse step ({DEFAULT_NOISE_SCALE:g}; 1: the chain "
-                        "itself; lower: closer to the model's most likely geometries, at a cost in diversity; "
-                        "benchmarks/results/noise_scale.md)")
+                   help=f"factor on the fresh noise of the reverse steps from --noise-scale-from on "
+                        f"({DEFAULT_NOISE_SCALE:g}; 1: the chain itself; lower: closer to the model's most likely "
+                        "molecules; benchmarks/results/noise_scale.md)")
+    p.add_argument("--noise-scale-from", type=float, default=DEFAULT_NOISE_SCALE_FROM, metavar="FRACTION",
+                   help=f"where --noise-scale starts: the steps from t ≤ FRACTION·T down ({DEFAULT_NOISE_SCALE_FROM:g};"
+                        " 1: every step; over the whole chain a low scale also changes which molecules come out)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0). Molecule k has its own seed from "
                    "(seed, k): the same seed gives the same molecules whatever -n and --batch-size are, up to the "
                    "rounding of batched arithmetic (< 0.05 Å), on the same device and thread count")
@@ -284,6 +287,8 @@ def run_sample(args) -> int:
         raise UserError(f"--batch-size must be positive, got {args.batch_size}")
     if not args.noise_scale >= 0:  # NaN fails too
         raise UserError(f"--noise-scale must be a number ≥ 0, got {args.noise_scale}")
+    if not 0 <= args.noise_scale_from <= 1:
+        raise UserError(f"--noise-scale-from must be a fraction of the chain in [0, 1], got {args.noise_scale_from}")
     check_outputs(args.output, args.png)
     args.request = parse_conditions(args.condition)
     if args.guidance is not None and not args.request:
@@ -324,7 +329,7 @@ def run_sample(args) -> int:
     params = {"checkpoint": builtin or str(model_path.resolve()),
               "checkpoint_sha256": _sha256(model_path), "n": args.num,
               "seed": args.seed, "steps": args.steps, "spacing": args.spacing, "solver": args.solver, "ddim": args.ddim,
-              "noise_scale": args.noise_scale,
+              "noise_scale": args.noise_scale, "noise_scale_from": args.noise_scale_from,
               "atoms": args.atoms, "valid_only": args.valid_only, "bf16": args.bf16, "batch_size": args.batch_size,
               **({"condition": args.request, "guidance": args.guidance} if args.request else {})}
     text, done, kept, n_valid = _resume_state(args, partial, sidecar, params)
@@ -357,7 +362,8 @@ def run_sample(args) -> int:
                                    solver=None if solver == "ancestral" else solver,
                                    bf16=resolve_bf16(args.bf16, gen.device), progress=not args.no_progress,
                                    hooks=[traj] if traj else (), start=done, report=report,
-                                   noise_scale=args.noise_scale, **extra)
+                                   noise_scale=args.noise_scale, noise_scale_from=args.noise_scale_from,
+                                   **extra)
         record()  # before the first batch: a partial file is never without its record
         for first in range(done, args.num, args.batch_size):
             batch = [m for m in next(batches) if not args.valid_only or m.GetIntProp("moldiff_valid")]

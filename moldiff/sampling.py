@@ -32,7 +32,7 @@ def iter_chain(model: Callable, chain: DiffusionChain, template: State, graph: G
                spacing: str = "uniform", deterministic: bool = False, generator: torch.Generator | None = None,
                noise: NoiseFn | None = None, hooks: Sequence[Hook] = (), cond: torch.Tensor | None = None,
                times: Sequence[int] | None = None, solver: str | None = None,
-               noise_scale: float = 1.0) -> Iterator[tuple[int, State]]:
+               noise_scale: float = 1.0, noise_scale_from: float = 1.0) -> Iterator[tuple[int, State]]:
     """The reverse chain from z_T ~ N(0, I), one :meth:`DiffusionChain.step` at a time: yields (s, z_s) after
     each step t → s and finally (−1, x̂), after the hooks have seen it.
 
@@ -42,17 +42,27 @@ def iter_chain(model: Callable, chain: DiffusionChain, template: State, graph: G
     any sequence of integer times from T to 0; where it rises (s > t) the state is noised forward with
     q(z_s | z_t) instead (RePaint's resampling, see :func:`repaint_times`). ``solver="dpm2m"`` integrates the
     probability-flow ODE with DPM-Solver++(2M) instead of the chain's own step (deterministic; no noise drawn
-    after z_T). ``noise_scale`` multiplies the fresh noise of every reverse step (not z_T, not a resampling
-    jump): 1 is the chain itself; below 1 a lower-temperature sampler, closer to the model's modes
-    (benchmarks/results/noise_scale.md).
+    after z_T). ``noise_scale`` multiplies the fresh coordinate noise of the reverse steps that start at t ≤
+    ``noise_scale_from``·T (not z_T, not a resampling jump; atom types, charges and bonds keep theirs): 1 is the
+    chain itself; below 1 the coordinates are drawn at a lower temperature, closer to the model's most likely
+    geometry, over the whole chain (``noise_scale_from`` 1) or its last, low-noise stretch only
+    (benchmarks/results/noise_scale.md: over the whole chain it also changes which molecules come out).
     """
     if not noise_scale >= 0:
         raise ValueError(f"the noise scale must be a number ≥ 0, got {noise_scale}")
+    if not 0 <= noise_scale_from <= 1:
+        raise ValueError(f"the noise scale's start must be a fraction of the chain in [0, 1], got {noise_scale_from}")
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; choose from {', '.join(map(str, SOLVERS))}")
     history: tuple = ()
     draw = noise or (lambda tmpl, g: sample_noise(tmpl, g, generator))
-    cooled = draw if noise_scale == 1 else (lambda tmpl, g: draw(tmpl, g).map(lambda f, kind: f * noise_scale))
+    cool_from = noise_scale_from * chain.T
+
+    def step_noise(tmpl: State, g: Graph, t_int: int) -> State:
+        z_new = draw(tmpl, g)
+        if noise_scale == 1 or t_int > cool_from:
+            return z_new
+        return z_new.map(lambda f, kind: f * noise_scale if kind == "x" else f)
     extra = () if cond is None else (cond,)
     z = draw(template, graph)
     grid = list(times) if times is not None else chain.timesteps(steps, spacing)
@@ -73,13 +83,13 @@ def iter_chain(model: Callable, chain: DiffusionChain, template: State, graph: G
         if solver is not None:
             x_hat = chain.predict_x0(z, eps_hat, t, graph)
             z_s = (chain.dpm2m_step(z, x_hat, t, s, graph, *history) if solver == "dpm2m"
-                   else chain.sde_dpm2m_step(z, x_hat, t, s, graph, cooled(z, graph), *history))
+                   else chain.sde_dpm2m_step(z, x_hat, t, s, graph, step_noise(z, graph, t_int), *history))
             out = StepOutput(z_s, x_hat)
             history = (x_hat, t)
         else:
             own = noise is None and noise_scale == 1  # the chain draws from ``generator`` itself
             out = chain.step(z, eps_hat, t, s, graph, generator, deterministic,
-                             noise=None if deterministic or own else cooled(z, graph))
+                             noise=None if deterministic or own else step_noise(z, graph, t_int))
         z = _apply(hooks, t_int, s_int, out, graph)
         yield s_int, z
     t0 = torch.zeros(G, dtype=torch.long, device=dev)
@@ -264,13 +274,14 @@ def check_size(gen: Generator, n_atoms: int | None) -> None:
 
 
 def _chain_batch(gen: Generator, sizes: list[int], seeds: list[int], *, steps, spacing, deterministic, bf16,
-                 hooks, cond, on_eval, solver=None, noise_scale=1.0) -> State | None:
+                 hooks, cond, on_eval, solver=None, noise_scale=1.0, noise_scale_from=1.0) -> State | None:
     cfg = gen.config.features
     template, graph = empty_graph(sizes, cfg.h_dim, cfg.e_dim, gen.device)
     with torch.autocast(gen.device.type, dtype=torch.bfloat16, enabled=bf16):
         out = run_chain(gen.network, gen.chain, template, graph, steps=steps, spacing=spacing,
                         deterministic=deterministic, noise=MoleculeNoise(seeds, gen.device), hooks=hooks, solver=solver,
-                        cond=cond, on_eval=on_eval, noise_scale=noise_scale)
+                        cond=cond, on_eval=on_eval, noise_scale=noise_scale,
+                        noise_scale_from=noise_scale_from)
     return out, graph
 
 
@@ -281,7 +292,8 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
                      report: dict | None = None, hooks: Sequence[Hook] = (),
                      cond: torch.Tensor | None = None, solver: str | None = None,
                      size_hist: Sequence[float] | None = None,
-                     sizes: Sequence[int] | None = None, noise_scale: float = 1.0) -> Iterator[list[Chem.Mol]]:
+                     sizes: Sequence[int] | None = None, noise_scale: float = 1.0,
+                     noise_scale_from: float = 1.0) -> Iterator[list[Chem.Mol]]:
     """Sample molecules ``start`` … ``n`` − 1 of a run, ``batch_size`` at a time; yields each batch's molecules.
 
     Molecule k has its own seed (:func:`molecule_seed` of ``seed`` and k): its size and every noise draw come
@@ -292,7 +304,8 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
     the chain: heavy atoms only for a model with implicit hydrogens. ``bf16`` runs the network's matrix
     multiplies under bf16 autocast (coordinates and the chain stay fp32). ``cond`` (n, cond_dim) conditions
     a model trained with a condition (see :func:`conditioned`), ``size_hist`` replaces p(N) (e.g. p(N | condition))
-    and ``sizes`` (n,) fixes each molecule's size; ``noise_scale`` scales each reverse step's noise (:func:`iter_chain`);
+    and ``sizes`` (n,) fixes each molecule's size; ``noise_scale`` scales the noise of the reverse steps from
+    ``noise_scale_from``·T down (:func:`iter_chain`);
     hooks are applied to every batch (:mod:`moldiff.hooks`).
     """
     from tqdm import tqdm
@@ -313,7 +326,7 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
                mininterval=1.0, unit_scale=False)
     gen.network.eval()
     opts = dict(steps=steps, spacing=spacing, deterministic=deterministic, bf16=bf16, hooks=hooks, solver=solver,
-                noise_scale=noise_scale)
+                noise_scale=noise_scale, noise_scale_from=noise_scale_from)
     for first in range(start, n, batch_size):
         ks = list(range(first, min(n, first + batch_size)))
         seeds = [molecule_seed(seed, k) for k in ks]

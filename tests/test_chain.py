@@ -500,8 +500,9 @@ class _Stream:
 
 @pytest.mark.parametrize("solver", [None, "sde-dpm2m"])
 def test_noise_scale_multiplies_the_step_noise_only(toy_graph, solver):
-    """Scale 1 is the chain itself; scale 0 leaves z_T as the only randomness: another stream of step noise
-    then gives the same molecules, where at scale 1 it does not."""
+    """Scale 1 is the chain itself; scale 0 leaves z_T as the only randomness of the coordinates: another
+    stream of step noise then gives the same coordinates, where at scale 1 it does not; the other fields keep
+    their noise. (This model's ε̂_x depends on the coordinates alone.)"""
     chain = make_chain(40)
     graph = toy_graph([4, 3])
     template = State(*(torch.zeros_like(f) for f in random_state(graph)))
@@ -513,7 +514,7 @@ def test_noise_scale_multiplies_the_step_noise_only(toy_graph, solver):
     assert all(torch.equal(a, b) for a, b in zip(run(1), run(1, noise_scale=1.0)))
     assert not torch.allclose(run(1).x, run(2).x)
     cold = [run(seed, noise_scale=0.0) for seed in (1, 2)]
-    assert all(torch.equal(a, b) for a, b in zip(*cold))
+    assert torch.equal(cold[0].x, cold[1].x) and not torch.allclose(cold[0].h, cold[1].h)
     assert not torch.allclose(cold[0].x, run(1).x)
     with pytest.raises(ValueError, match="noise scale"):
         run(1, noise_scale=-0.5)
@@ -528,3 +529,34 @@ def test_noise_scale_with_an_exact_model_still_returns_the_target(toy_graph):
                     generator=torch.Generator().manual_seed(5), noise_scale=0.4)
     for a, b in zip(out, target):
         assert torch.allclose(a, b, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("solver", [None, "sde-dpm2m"])
+def test_noise_scale_from_cools_only_the_last_steps(toy_graph, solver):
+    """With ``noise_scale_from`` f the steps from t > f·T keep their noise: a run whose noise differs only in
+    the steps from t ≤ f·T gives the same molecules at scale 0, and not at scale 1 or when the cooling starts
+    later than those steps."""
+    chain = make_chain(40)
+    graph = toy_graph([4, 3])
+    template = State(*(torch.zeros_like(f) for f in random_state(graph)))
+    model = LinearModel(3, 2)
+    grid = chain.timesteps(8, "quadratic")
+    cut = grid[4]  # the draws of the steps from grid[4], grid[5], … vary with the seed
+
+    class Late:
+        def __init__(self, seed):
+            self.fixed, self.late, self.calls = torch.Generator().manual_seed(0), torch.Generator().manual_seed(seed), 0
+
+        def __call__(self, template, graph):
+            self.calls += 1  # call 1 draws z_T, call c ≥ 2 the noise of the step from grid[c − 2]
+            late = self.calls >= 2 and grid[self.calls - 2] <= cut
+            return sample_noise(template, graph, self.late if late else self.fixed)
+
+    def run(seed, scale, start):
+        return run_chain(model, chain, template, graph, steps=8, spacing="quadratic", solver=solver,
+                         noise=Late(seed), noise_scale=scale, noise_scale_from=start)
+    assert torch.equal(run(1, 0.0, cut / 40).x, run(2, 0.0, cut / 40).x)
+    assert not torch.allclose(run(1, 1.0, cut / 40).x, run(2, 1.0, cut / 40).x)
+    assert not torch.allclose(run(1, 0.0, grid[5] / 40).x, run(2, 0.0, grid[5] / 40).x)
+    with pytest.raises(ValueError, match="fraction"):
+        run(1, 0.5, 1.5)

@@ -51,6 +51,9 @@ def test_fixed_size_smiles_and_png(checkpoint, tmp_path):
     (["-n", "-3"], "positive"),
     (["--steps", "0"], "--steps"),
     (["--atoms", "0"], "--atoms"),
+    (["--noise-scale", "-0.5"], "--noise-scale"),
+    (["--noise-scale", "nan"], "--noise-scale"),
+    (["--noise-scale-from", "1.5"], "--noise-scale-from"),
     (["-o", "/nonexistent-dir/x.sdf"], "does not exist"),
     (["-o", "out.pdf"], "unknown output type"),
 ])
