@@ -560,3 +560,43 @@ def test_noise_scale_from_cools_only_the_last_steps(toy_graph, solver):
     assert not torch.allclose(run(1, 0.0, grid[5] / 40).x, run(2, 0.0, grid[5] / 40).x)
     with pytest.raises(ValueError, match="fraction"):
         run(1, 0.5, 1.5)
+
+
+class GaussianModel:
+    """The exact ε-predictor for data ~ N(μ, s²) in every coordinate (μ = 0 for the CoM-free coordinates):
+    ε̂ = σ_t (z − α_t μ) / (α_t² s² + σ_t²). Every correct sampler then draws N(μ, s²) up to its step error."""
+
+    def __init__(self, chain: DiffusionChain, mu: float, s: float):
+        self.chain, self.mu, self.s = chain, mu, s
+
+    def __call__(self, z: State, t: torch.Tensor, graph: Graph) -> State:
+        ti = torch.round(t * self.chain.T).long()
+        out = []
+        for f, kind in zip(z, "xhe"):
+            if f is None:
+                out.append(None)
+                continue
+            a = self.chain.schedule.alpha(ti, F64)[graph.rows(kind)].unsqueeze(-1)
+            sig = self.chain.schedule.sigma(ti, F64)[graph.rows(kind)].unsqueeze(-1)
+            mu = 0.0 if kind == "x" else self.mu
+            out.append(sig * (f - a * mu) / (a ** 2 * self.s ** 2 + sig ** 2))
+        return State(*out)
+
+
+@pytest.mark.parametrize("solver, deterministic", [(None, False), (None, True), ("dpm2m", False),
+                                                   ("sde-dpm2m", False)])
+def test_every_sampler_with_all_T_steps_draws_the_data_distribution(toy_graph, solver, deterministic):
+    """S = T: ancestral, DDIM and both solvers draw the Gaussian data's mean and spread (the sample's standard
+    errors: 1/√n of s for the mean, 1/√(2n) for the spread; 5 SE allowed, plus 1 % of s for the steps)."""
+    T, mu, s = 200, 0.7, 0.5
+    chain = make_chain(T)
+    graph = toy_graph([2] * 1000)
+    template = State(*(torch.zeros_like(f) for f in random_state(graph, F=4, B=1)))
+    out = run_chain(GaussianModel(chain, mu, s), chain, template, graph, steps=T, solver=solver,
+                    deterministic=deterministic, generator=torch.Generator().manual_seed(11))
+    for field, centre in ((out.h, mu), (out.e, mu)):
+        n = field.numel()
+        assert abs(field.mean().item() - centre) < 5 * s / n ** 0.5 + 0.01 * s
+        assert abs(field.std().item() - s) < 5 * s / (2 * n) ** 0.5 + 0.01 * s
+    # two atoms at zero CoM: x = ±d/2, whose components spread as s/√2 in the subspace
+    assert abs(out.x.std().item() - s / 2 ** 0.5) < 5 * s / (2 * out.x.numel()) ** 0.5 + 0.01 * s
