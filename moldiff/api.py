@@ -46,7 +46,7 @@ def sample(n: int, model: Generator | str | Path = "qm9", *, steps: int | None =
     ``bf16`` is used only where the CPU or GPU has native bf16 (else a warning and fp32).
     ``solver`` and ``spacing`` default to the best measured for ``steps``
     (:func:`moldiff.diffusion.grids.default_sampler`: the chain itself for all T steps, SDE-DPM-Solver++(2M) on
-    quadratic spacing for fewer). ``noise_scale`` multiplies the noise of the reverse steps from
+    quadratic spacing for fewer). ``noise_scale`` multiplies the coordinate noise of the reverse steps from
     ``noise_scale_from``·T down (defaults :data:`moldiff.diffusion.grids.DEFAULT_NOISE_SCALE` and
     ``DEFAULT_NOISE_SCALE_FROM``; scale 1: the chain itself).
     """

@@ -217,9 +217,9 @@ def add_sample(sub) -> None:
                         "sde-dpm2m for fewer, the best measured (--steps 20: 20 network evaluations; "
                         "benchmarks/results/few_step.md)")
     p.add_argument("--noise-scale", type=float, default=DEFAULT_NOISE_SCALE, metavar="F",
-                   help=f"factor on the fresh noise of the reverse steps from --noise-scale-from on "
+                   help=f"factor on the fresh coordinate noise of the reverse steps from --noise-scale-from on "
                         f"({DEFAULT_NOISE_SCALE:g}; 1: the chain itself; lower: closer to the model's most likely "
-                        "molecules; benchmarks/results/noise_scale.md)")
+                        "geometry; atom types, charges and bonds keep their noise; benchmarks/results/noise_scale.md)")
     p.add_argument("--noise-scale-from", type=float, default=DEFAULT_NOISE_SCALE_FROM, metavar="FRACTION",
                    help=f"where --noise-scale starts: the steps from t ≤ FRACTION·T down ({DEFAULT_NOISE_SCALE_FROM:g};"
                         " 1: every step; over the whole chain a low scale also changes which molecules come out)")

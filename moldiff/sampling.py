@@ -304,8 +304,8 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
     the chain: heavy atoms only for a model with implicit hydrogens. ``bf16`` runs the network's matrix
     multiplies under bf16 autocast (coordinates and the chain stay fp32). ``cond`` (n, cond_dim) conditions
     a model trained with a condition (see :func:`conditioned`), ``size_hist`` replaces p(N) (e.g. p(N | condition))
-    and ``sizes`` (n,) fixes each molecule's size; ``noise_scale`` scales the noise of the reverse steps from
-    ``noise_scale_from``·T down (:func:`iter_chain`);
+    and ``sizes`` (n,) fixes each molecule's size; ``noise_scale`` scales the coordinate noise of the reverse
+    steps from ``noise_scale_from``·T down (:func:`iter_chain`);
     hooks are applied to every batch (:mod:`moldiff.hooks`).
     """
     from tqdm import tqdm

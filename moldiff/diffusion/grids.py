@@ -5,8 +5,8 @@ from __future__ import annotations
 SPACINGS = ("uniform", "quadratic", "cubic", "logsnr", "karras")  # how an S-step sampler spreads its steps over [0, T]
 SOLVERS = ("ancestral", "dpm2m", "sde-dpm2m")  # the reverse-step rules the chain offers
 AUTO = "auto"  # let default_sampler choose
-# the factor on the fresh noise of the reverse steps from t ≤ DEFAULT_NOISE_SCALE_FROM·T down (1: the chain
-# itself; < 1: a lower-temperature sampler), chosen on QM9 at 20 evaluations: benchmarks/results/noise_scale.md
+# the factor on the fresh coordinate noise of the reverse steps from t ≤ DEFAULT_NOISE_SCALE_FROM·T down (1: the chain
+# itself; < 1: coordinates at a lower temperature); kept at the chain itself: benchmarks/results/noise_scale.md
 DEFAULT_NOISE_SCALE = 1.0
 DEFAULT_NOISE_SCALE_FROM = 1.0
 
