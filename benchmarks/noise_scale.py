@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.posebusters:
         from moldiff.chem.posebusters import posebusters_summary
         ref_row["posebusters"] = posebusters_summary(qm9[:args.posebusters])
-    result = {"model": gen.info, "steps": args.steps, "solver": solver, "spacing": spacing, "seed": args.seed,
+    result = {"model": gen.info, "implicit_h": gen.config.features.implicit_h, "steps": args.steps, "solver": solver, "spacing": spacing, "seed": args.seed,
               "threads": torch.get_num_threads(), "runs": runs, "qm9": ref_row,
               "command": command_line(argv, "noise_scale.py")}
     write_json(args.json, result, info=info)
@@ -117,11 +117,13 @@ def markdown(result: dict) -> str:
     runs, ref = result["runs"], result["qm9"]
     lines = [f"# Coordinate noise scale: geometry against chemistry ({result['steps']} evaluations, "
              f"{result['solver']}, {result['spacing']})", "",
-             f"`{result['command']}` — shipped model at step {result['model'].get('step')}; seed {result['seed']}; "
+             f"`{result['command']}` — model at step {result['model'].get('step')}; seed {result['seed']}; "
              f"{result['threads']} thread(s). SCALE:FROM = `--noise-scale SCALE --noise-scale-from FROM`; 1:1 is "
              "the chain itself. Strain: MMFF94 energy drop on relaxation (hydrogens relaxed first), kcal/mol; "
-             "RMSD: heavy atoms, Å. Hydrogens are placed by RDKit (not generated). Composition from the molecules "
-             "that sanitise.", ""]
+             "RMSD: heavy atoms, Å. "
+             + ("Hydrogens are placed by RDKit (not generated). " if result.get("implicit_h", True)
+                else "Every atom, hydrogens included, is generated. ")
+             + "Composition from the molecules that sanitise.", ""]
     cols = [r["config"] for r in runs] + ["QM9"]
     lines += ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
 
