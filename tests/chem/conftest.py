@@ -14,6 +14,14 @@ def embed(smiles: str, seed: int = 7) -> tuple[list[str], np.ndarray, Chem.Mol]:
     return [a.GetSymbol() for a in mol.GetAtoms()], mol.GetConformer().GetPositions(), mol
 
 
+def relaxed(smiles: str, seed: int = 1) -> Chem.Mol:
+    """The hydrogen-complete molecule of an ETKDG embedding (fixed seed) relaxed to its MMFF94 minimum."""
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    assert AllChem.EmbedMolecule(mol, randomSeed=seed) == 0
+    AllChem.MMFFOptimizeMolecule(mol, maxIters=5000)
+    return mol
+
+
 def kekule_benzene(double: float = 1.34, single: float = 1.46, ch: float = 1.09) -> tuple[list[str], np.ndarray]:
     """Benzene with alternating C=C / C-C lengths (an equiangular hexagon) and C-H along the bisectors."""
     ring, point, angle = [], np.zeros(3), 0.0

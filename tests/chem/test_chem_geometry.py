@@ -1,20 +1,14 @@
 """MMFF94 strain: zero at a minimum, large for a distorted geometry, None where MMFF cannot judge."""
 import numpy as np
 from rdkit import Chem
-from rdkit.Chem import AllChem
 
 from moldiff.chem.geometry import mmff_strain, strain_summary
 
-
-def _relaxed(smiles: str) -> Chem.Mol:
-    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
-    assert AllChem.EmbedMolecule(mol, randomSeed=1) == 0
-    AllChem.MMFFOptimizeMolecule(mol, maxIters=5000)
-    return mol
+from .conftest import relaxed
 
 
 def test_a_minimum_has_no_strain_and_a_distortion_has_some():
-    mol = _relaxed("CC(=O)Nc1ccc(O)cc1")
+    mol = relaxed("CC(=O)Nc1ccc(O)cc1")
     at_min = mmff_strain(mol)
     assert abs(at_min.strain) < 1e-3 and at_min.rmsd < 1e-3
     pos = mol.GetConformer().GetPositions()
@@ -26,14 +20,14 @@ def test_a_minimum_has_no_strain_and_a_distortion_has_some():
 
 def test_hydrogens_are_relaxed_before_strain_is_counted():
     """Hydrogens removed and placed again by RDKit: the heavy atoms are at a minimum, so little strain."""
-    heavy = Chem.RemoveHs(_relaxed("OCC(N)c1ccccc1"))
+    heavy = Chem.RemoveHs(relaxed("OCC(N)c1ccccc1"))
     assert mmff_strain(heavy).strain < 2.0  # at most a rotamer of OH/NH2 hydrogens
 
 
 def test_unjudgeable_molecules_are_none_and_counted():
     flat = Chem.MolFromSmiles("CCO")  # no conformer
-    broken = Chem.RWMol(_relaxed("CCO"))
+    broken = Chem.RWMol(relaxed("CCO"))
     broken.GetAtomWithIdx(2).SetAtomicNum(9)  # the O bonded to C and H becomes a divalent F: does not sanitise
     assert mmff_strain(flat) is None and mmff_strain(broken.GetMol()) is None
-    summary = strain_summary([_relaxed("CCO"), flat, None])
+    summary = strain_summary([relaxed("CCO"), flat, None])
     assert summary["molecules"] == 3 and summary["judged"] == 1 and summary["strain_median"] < 1e-3

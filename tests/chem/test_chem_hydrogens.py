@@ -2,16 +2,15 @@
 placement gives a lower-energy set of hydrogens than RDKit's own geometric placement."""
 import numpy as np
 from rdkit import Chem
-from rdkit.Chem import AllChem, rdForceFieldHelpers
+from rdkit.Chem import rdForceFieldHelpers
 
 from moldiff.chem.hydrogens import add_hydrogens
 
+from .conftest import relaxed
 
-def _heavy_geometry(smiles: str, seed: int = 3) -> Chem.Mol:
-    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
-    assert AllChem.EmbedMolecule(mol, randomSeed=seed) == 0
-    AllChem.MMFFOptimizeMolecule(mol)
-    return Chem.RemoveHs(mol)
+
+def _heavy_geometry(smiles: str) -> Chem.Mol:
+    return Chem.RemoveHs(relaxed(smiles, seed=3))
 
 
 def _mmff_energy(mol: Chem.Mol) -> float:

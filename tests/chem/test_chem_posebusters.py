@@ -5,22 +5,16 @@ import importlib.util
 import numpy as np
 import pytest
 from rdkit import Chem
-from rdkit.Chem import AllChem
 
 from moldiff.chem.posebusters import posebusters_checks, posebusters_summary
+
+from .conftest import relaxed
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("posebusters") is None, reason="posebusters not installed")
 
 
-def _relaxed(smiles: str) -> Chem.Mol:
-    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
-    assert AllChem.EmbedMolecule(mol, randomSeed=1) == 0
-    AllChem.MMFFOptimizeMolecule(mol, maxIters=5000)
-    return mol
-
-
 def test_relaxed_passes_and_distorted_fails_the_geometry_checks():
-    good = _relaxed("CC(=O)Nc1ccc(O)cc1")
+    good = relaxed("CC(=O)Nc1ccc(O)cc1")
     bad = Chem.Mol(good)
     pos = good.GetConformer().GetPositions()
     bad.GetConformer().SetPositions(pos + np.random.RandomState(0).normal(0, 0.25, pos.shape))
@@ -32,14 +26,14 @@ def test_relaxed_passes_and_distorted_fails_the_geometry_checks():
 
 
 def test_rdkit_messages_still_reach_stderr_after_posebusters_ran(capfd):
-    posebusters_checks([_relaxed("CCO")])
+    posebusters_checks([relaxed("CCO")])
     Chem.MolFromSmiles("C1CC(")
     assert "SMILES Parse Error" in capfd.readouterr().err
 
 
 def test_summary_counts_molecules_and_rates():
-    good = _relaxed("CCO")
-    two = Chem.CombineMols(_relaxed("CCO"), _relaxed("C"))  # two fragments: not all atoms connected
+    good = relaxed("CCO")
+    two = Chem.CombineMols(relaxed("CCO"), relaxed("C"))  # two fragments: not all atoms connected
     summary = posebusters_summary([good, two, None])
     assert summary["molecules"] == 2 and summary["all_pass"] == 0.5
     assert summary["per_check"]["all_atoms_connected"] == 0.5 and summary["per_check"]["sanitization"] == 1.0
