@@ -16,7 +16,6 @@ import sys
 import time
 
 import torch
-from rdkit import Chem, rdBase
 
 from moldiff.api import load, load_pretrained
 from moldiff.chem.geometry import strain_summary
@@ -33,22 +32,19 @@ KEYS = ("molecule_stability", "validity", "uniqueness", "novelty", "atom_type_tv
 
 def composition(mols: list) -> dict:
     """Rings per molecule by size, aromatic and acyclic shares, heavy-atom element shares (sanitised ones)."""
-    rings, elements, n, aromatic, acyclic = collections.Counter(), collections.Counter(), 0, 0, 0
-    with rdBase.BlockLogs():
-        for m in mols:
-            if m is None or (m.HasProp("moldiff_valid") and not m.GetIntProp("moldiff_valid")):
-                continue
-            work = Chem.Mol(m)
-            try:
-                Chem.SanitizeMol(work)
-            except (ValueError, RuntimeError):
-                continue
-            n += 1
-            info = work.GetRingInfo()
-            rings.update(min(len(r), 7) for r in info.AtomRings())
-            aromatic += any(a.GetIsAromatic() for a in work.GetAtoms())
-            acyclic += info.NumRings() == 0
-            elements.update(a.GetSymbol() for a in work.GetAtoms() if a.GetAtomicNum() > 1)
+    from moldiff.evaluate import _first_judgeable
+
+    valid = [m for m in mols
+             if m is not None and not (m.HasProp("moldiff_valid") and not m.GetIntProp("moldiff_valid"))]
+    judged = _first_judgeable(valid, len(valid))  # sanitised copies of those with a 3D conformer
+    rings, elements = collections.Counter(), collections.Counter()
+    for work in judged:
+        info = work.GetRingInfo()
+        rings.update(min(len(r), 7) for r in info.AtomRings())
+        elements.update(a.GetSymbol() for a in work.GetAtoms() if a.GetAtomicNum() > 1)
+    n = len(judged)
+    aromatic = sum(any(a.GetIsAromatic() for a in w.GetAtoms()) for w in judged)
+    acyclic = sum(w.GetRingInfo().NumRings() == 0 for w in judged)
     heavy = max(1, sum(elements.values()))
     return {"molecules": n, "rings_per_molecule": {str(k): rings[k] / max(n, 1) for k in sorted(rings)},
             "aromatic": aromatic / max(n, 1), "acyclic": acyclic / max(n, 1),

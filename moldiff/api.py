@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from rdkit import Chem
 
+from moldiff.diffusion.grids import DEFAULT_NOISE_SCALE, DEFAULT_NOISE_SCALE_FROM
 from moldiff.model import Generator
 from moldiff.pretrained import pretrained_path, resolve_model
 from moldiff.sampling import conditioned, generate
@@ -28,8 +29,8 @@ def sample(n: int, model: Generator | str | Path = "qm9", *, steps: int | None =
            n_atoms: int | None = None, deterministic: bool = False, keep_invalid: bool = True,
            batch_size: int = 250, spacing: str = "auto", solver: str = "auto", bf16: bool = False,
            progress: bool = True, threads: int | None = None, condition: dict[str, float] | None = None,
-           guidance: float | None = None, noise_scale: float | None = None,
-           noise_scale_from: float | None = None) -> list[Chem.Mol]:
+           guidance: float | None = None, noise_scale: float = DEFAULT_NOISE_SCALE,
+           noise_scale_from: float = DEFAULT_NOISE_SCALE_FROM) -> list[Chem.Mol]:
     """Sample ``n`` molecules; ``model`` is a Generator, a built-in name (``"qm9"``, ``"moses"``, ``"qm9-cond"``)
     or a checkpoint path.
 
@@ -47,10 +48,9 @@ def sample(n: int, model: Generator | str | Path = "qm9", *, steps: int | None =
     ``solver`` and ``spacing`` default to the best measured for ``steps``
     (:func:`moldiff.diffusion.grids.default_sampler`: the chain itself for all T steps, SDE-DPM-Solver++(2M) on
     quadratic spacing for fewer). ``noise_scale`` multiplies the coordinate noise of the reverse steps from
-    ``noise_scale_from``·T down (defaults :data:`moldiff.diffusion.grids.DEFAULT_NOISE_SCALE` and
-    ``DEFAULT_NOISE_SCALE_FROM``; scale 1: the chain itself).
+    ``noise_scale_from``·T down (defaults from :mod:`moldiff.diffusion.grids`; scale 1: the chain itself).
     """
-    from moldiff.diffusion.grids import DEFAULT_NOISE_SCALE, DEFAULT_NOISE_SCALE_FROM, default_sampler
+    from moldiff.diffusion.grids import default_sampler
     from moldiff.runtime import resolve_bf16, set_threads, threads_chosen_by_user
 
     if isinstance(model, (str, Path)):
@@ -63,9 +63,7 @@ def sample(n: int, model: Generator | str | Path = "qm9", *, steps: int | None =
     model, extra = conditioned(model, condition, n, guidance, warn=lambda m: warnings.warn(m, stacklevel=3))
     mols = generate(model, n, steps=steps, seed=seed, n_atoms=n_atoms, deterministic=deterministic,
                     batch_size=batch_size, spacing=spacing, solver=None if solver == "ancestral" else solver, bf16=resolve_bf16(bf16, model.device),
-                    progress=progress, noise_scale=DEFAULT_NOISE_SCALE if noise_scale is None else noise_scale,
-                    noise_scale_from=DEFAULT_NOISE_SCALE_FROM if noise_scale_from is None else noise_scale_from,
-                    **extra)
+                    progress=progress, noise_scale=noise_scale, noise_scale_from=noise_scale_from, **extra)
     return mols if keep_invalid else [m for m in mols if m.GetIntProp("moldiff_valid")]
 
 
