@@ -25,7 +25,7 @@ from moldiff.api import load
 from moldiff.chem.build import build_mol
 from moldiff.data.qm9 import load_processed
 from moldiff.data.reference_qm9 import load_reference
-from moldiff.inpainting import Fragment, inpaint_molecules
+from moldiff.inpainting import DEFAULT_GUIDANCE, Fragment, inpaint_molecules
 from moldiff.pretrained import resolve_model
 
 from common import RESULTS, command_line, machine_info, parser, set_threads, write_json, write_text
@@ -78,6 +78,62 @@ def qm9_fragments(count: int, seed: int) -> list[tuple[Chem.Mol, list[int], str]
     return out
 
 
+def moses_fragments(count: int, seed: int) -> list[tuple[Chem.Mol, list[int], str]]:
+    """(molecule with explicit H, kept heavy-atom numbers 1-based, original canonical SMILES) for ``count``
+    molecules of MOSES' scaffold test set (scaffolds absent from its training set), drawn with a fixed seed:
+    the molecule gets an ETKDGv3 + MMFF94 conformer and its Bemis–Murcko scaffold (RDKit's, as MOSES computes
+    it) is kept in that pose; the side chains are to be generated. Molecules that are their own scaffold are
+    skipped."""
+    import gzip
+
+    from rdkit.Chem.Scaffolds import MurckoScaffold
+
+    from moldiff.data.files import record_of
+    from moldiff.data.moses import moses_file
+
+    with gzip.open(moses_file("test_scaffolds"), "rt") as handle:
+        smiles = [line.split(",")[0].strip() for line in handle][1:]
+    rng = random.Random(seed)
+    rng.shuffle(smiles)
+    out = []
+    with rdBase.BlockLogs():
+        for number, smi in enumerate(smiles):
+            parsed = Chem.MolFromSmiles(smi)
+            if parsed is None:
+                continue
+            rec, _ = record_of(parsed, seed * 1_000_003 + number)
+            if rec is None:
+                continue
+            mol = build_mol(list(rec.elements), rec.pos, [tuple(int(v) for v in b) for b in rec.bonds],
+                            [int(c) for c in rec.charges])
+            try:
+                Chem.SanitizeMol(mol)
+            except (ValueError, RuntimeError):
+                continue
+            for a in mol.GetAtoms():
+                a.SetIntProp("moldiff_index", a.GetIdx())
+            scaffold = MurckoScaffold.GetScaffoldForMol(mol)
+            keep = sorted(a.GetIntProp("moldiff_index") + 1 for a in scaffold.GetAtoms()
+                          if a.HasProp("moldiff_index") and a.GetAtomicNum() > 1)
+            if not keep or len(keep) == mol.GetNumHeavyAtoms():
+                continue
+            out.append((mol, keep, Chem.MolToSmiles(Chem.RemoveHs(mol))))
+            if len(out) == count:
+                break
+    return out
+
+
+def moses_train_smiles() -> frozenset:
+    """MOSES' training SMILES as the file holds them (canonical RDKit SMILES: MOSES' own novelty compares
+    canonicalised samples with them as they are)."""
+    import gzip
+
+    from moldiff.data.moses import moses_file
+
+    with gzip.open(moses_file("train"), "rt") as handle:
+        return frozenset(line.split(",")[0].strip() for line in handle)
+
+
 def own_bonds(mol: Chem.Mol, size: int) -> set[tuple[int, int, int]]:
     """The bonds (i, j, Kekulé order) among the first ``size`` atoms, as the molecule holds them."""
     work = Chem.Mol(mol)
@@ -127,14 +183,14 @@ def judge(mol: Chem.Mol, frag: Fragment) -> dict:
 
 
 def run_setting(gen, fragments, completions: int, steps: int, jump: int, resamplings: int, seed: int,
-                train_smiles: frozenset) -> dict:
+                train_smiles: frozenset, guidance: float = DEFAULT_GUIDANCE) -> dict:
     rows = []
     start = time.perf_counter()
     for f, (mol, keep, original) in enumerate(fragments):
         frag = Fragment.from_mol(mol, keep=keep)
         n_add = mol.GetNumHeavyAtoms() - frag.size
         outs = inpaint_molecules(gen, frag, n_add, completions, steps=steps, seed=seed * 100_003 + f, jump=jump,
-                                 resamplings=resamplings, batch_size=completions)
+                                 resamplings=resamplings, batch_size=completions, guidance=guidance)
         judged = [judge(m, frag) for m in outs]
         valid_smiles = [j["smiles"] for j in judged if j["smiles"]]
         unique = set(valid_smiles)
@@ -151,7 +207,7 @@ def run_setting(gen, fragments, completions: int, steps: int, jump: int, resampl
         values = [r[key] for r in rows if r[key] is not None]
         return float(100 * np.mean(values)) if values else None
 
-    return {"jump": jump, "resamplings": resamplings, "fragments": len(rows), "completions": completions,
+    return {"jump": jump, "resamplings": resamplings, "guidance": guidance, "fragments": len(rows), "completions": completions,
             "seconds": round(seconds, 1), "retained": mean("retained"), "validity": mean("valid"),
             "connectivity": mean("connected"), "uniqueness": mean("uniqueness"), "novelty": mean("novelty"),
             "recovery": mean("recovered"), "max_rmsd": max(r["max_rmsd"] for r in rows)}
@@ -159,22 +215,30 @@ def run_setting(gen, fragments, completions: int, steps: int, jump: int, resampl
 
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__, threads=True, seed=0, json=RESULTS / "inpaint_qm9.json")
-    ap.add_argument("--model", default="qm9")
+    ap.add_argument("--data", choices=("qm9", "moses"), default="qm9",
+                    help="QM9 test molecules with 2–5 atoms removed, or MOSES scaffold-test molecules' scaffolds")
+    ap.add_argument("--model", help="default: the shipped model of --data")
+
     ap.add_argument("--fragments", type=int, default=200)
     ap.add_argument("--completions", type=int, default=10)
     ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--settings", default="1x1,10x3", help="JUMPxRESAMPLINGS, comma-separated")
+    ap.add_argument("--settings", default="1x1@0,1x1,10x3",
+                    help="JUMPxRESAMPLINGS[@GUIDANCE], comma-separated (no @: the package's guidance weight)")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     info = machine_info()
-    gen = load(resolve_model(args.model))
-    fragments = qm9_fragments(args.fragments, args.seed)
-    train_smiles = load_reference("qm9").smiles
+    gen = load(resolve_model(args.model or args.data))
+    if args.data == "qm9":
+        fragments, train_smiles = qm9_fragments(args.fragments, args.seed), load_reference("qm9").smiles
+    else:
+        fragments, train_smiles = moses_fragments(args.fragments, args.seed), moses_train_smiles()
     runs = []
     for setting in args.settings.split(","):
-        jump, resamplings = (int(v) for v in setting.lower().split("x"))
+        steps_part, _, weight = setting.lower().partition("@")
+        jump, resamplings = (int(v) for v in steps_part.split("x"))
+        guidance = DEFAULT_GUIDANCE if not weight else float(weight)
         runs.append(run_setting(gen, fragments, args.completions, args.steps, jump, resamplings, args.seed,
-                                train_smiles))
+                                train_smiles, guidance))
         print(runs[-1], flush=True)
     result = {"model": gen.info, "config_preset": gen.config.preset, "steps": args.steps, "seed": args.seed,
               "threads": torch.get_num_threads(), "runs": runs, "note": DIFFLINKER_NOTE,
@@ -191,10 +255,10 @@ def markdown(result: dict) -> str:
              f"`{result['command']}` — {result['steps']} sampler steps, {result['threads']} threads. Per fragment "
              "means (%), then averaged over fragments; retention = elements, bonds and ≤ 0.05 Å RMSD with no "
              "alignment.", "",
-             "| jump × resamplings | fragments × completions | " + " | ".join(c[1] for c in cols) +
-             " | max RMSD (Å) | seconds |", "|---|---|" + "---|" * (len(cols) + 2)]
+             "| jump × resamplings | guidance | fragments × completions | " + " | ".join(c[1] for c in cols) +
+             " | max RMSD (Å) | seconds |", "|---|---|---|" + "---|" * (len(cols) + 2)]
     for r in result["runs"]:
-        lines.append(f"| {r['jump']} × {r['resamplings']} | {r['fragments']} × {r['completions']} | " +
+        lines.append(f"| {r['jump']} × {r['resamplings']} | {r.get('guidance', 0):g} | {r['fragments']} × {r['completions']} | " +
                      " | ".join("–" if r[k] is None else f"{r[k]:.1f}" for k, _ in cols) +
                      f" | {r['max_rmsd']:.2g} | {r['seconds']} |")
     lines += ["", result["note"]]

@@ -70,12 +70,14 @@ def sample(n: int, model: Generator | str | Path = "qm9", *, steps: int | None =
 def inpaint(fragment: Chem.Mol, n_add: int | tuple[int, int], n: int = 10, model: Generator | str | Path = "qm9", *,
             keep: list[int] | None = None, anchors: list[int] | None = None, steps: int | None = None,
             spacing: str = "uniform", seed: int = 0, jump: int | None = None, resamplings: int | None = None,
-            keep_invalid: bool = True, batch_size: int = 100, threads: int | None = None) -> list[Chem.Mol]:
+            guidance: float | None = None, keep_invalid: bool = True, batch_size: int = 100,
+            threads: int | None = None) -> list[Chem.Mol]:
     """``n`` molecules that contain ``fragment`` (an RDKit ``Mol`` with a 3D conformer; its heavy atoms for a
     model with implicit hydrogens) at its coordinates, with ``n_add`` more atoms (or a range ``(lo, hi)``).
     ``keep``/``anchors``: 1-based atom numbers to keep / where new atoms may bond (default: all). Each
-    returned ``Mol`` holds the fragment's atoms first, in order, and the property ``moldiff_valid``."""
-    from moldiff.inpainting import DEFAULT_JUMP, DEFAULT_RESAMPLINGS, Fragment, inpaint_molecules
+    returned ``Mol`` holds the fragment's atoms first, in order, and the property ``moldiff_valid``.
+    ``guidance``: the reconstruction guidance weight (default :data:`moldiff.inpainting.DEFAULT_GUIDANCE`; 0: none)."""
+    from moldiff.inpainting import DEFAULT_GUIDANCE, DEFAULT_JUMP, DEFAULT_RESAMPLINGS, Fragment, inpaint_molecules
     from moldiff.runtime import set_threads, threads_chosen_by_user
 
     if isinstance(model, (str, Path)):
@@ -85,5 +87,5 @@ def inpaint(fragment: Chem.Mol, n_add: int | tuple[int, int], n: int = 10, model
     frag = Fragment.from_mol(fragment, keep, anchors, hydrogens=not model.config.features.implicit_h)
     mols = inpaint_molecules(model, frag, n_add, n, steps=steps, spacing=spacing, seed=seed,
                              jump=jump or DEFAULT_JUMP, resamplings=resamplings or DEFAULT_RESAMPLINGS,
-                             batch_size=batch_size)
+                             guidance=DEFAULT_GUIDANCE if guidance is None else guidance, batch_size=batch_size)
     return mols if keep_invalid else [m for m in mols if m.GetIntProp("moldiff_valid")]
