@@ -2,7 +2,9 @@
 
 At every reverse step the fragment's atoms, their features and the bonds among them are replaced by a draw of
 q(z_s | x_fragment) (:class:`PinFragment`); RePaint-style resampling (:func:`moldiff.sampling.repaint_times`)
-walks each block of steps several times so that the generated part agrees with the fixed one. Frames: the
+walks each block of steps several times so that the generated part agrees with the fixed one, and
+reconstruction guidance (:class:`ReconstructionGuidance`) moves the new atoms down the gradient of the
+model's disagreement with what is known. Frames: the
 chain lives at zero centre of mass, so the pinned fragment sits where the model's clean estimate x̂ puts its
 centroid (which depends on the atoms still to come), and the
 final molecule is translated so that the fragment sits exactly at its input coordinates (no rotation, no
