@@ -207,8 +207,8 @@ def run_setting(gen, fragments, completions: int, steps: int, jump: int, resampl
         values = [r[key] for r in rows if r[key] is not None]
         return float(100 * np.mean(values)) if values else None
 
-    return {"jump": jump, "resamplings": resamplings, "guidance": guidance, "fragments": len(rows), "completions": completions,
-            "seconds": round(seconds, 1), "retained": mean("retained"), "validity": mean("valid"),
+    return {"jump": jump, "resamplings": resamplings, "guidance": guidance, "fragments": len(rows),
+            "completions": completions, "seconds": round(seconds, 1), "retained": mean("retained"), "validity": mean("valid"),
             "connectivity": mean("connected"), "uniqueness": mean("uniqueness"), "novelty": mean("novelty"),
             "recovery": mean("recovered"), "max_rmsd": max(r["max_rmsd"] for r in rows)}
 
@@ -218,7 +218,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", choices=("qm9", "moses"), default="qm9",
                     help="QM9 test molecules with 2–5 atoms removed, or MOSES scaffold-test molecules' scaffolds")
     ap.add_argument("--model", help="default: the shipped model of --data")
-
     ap.add_argument("--fragments", type=int, default=200)
     ap.add_argument("--completions", type=int, default=10)
     ap.add_argument("--steps", type=int, default=100)
@@ -258,7 +257,8 @@ def markdown(result: dict) -> str:
              "| jump × resamplings | guidance | fragments × completions | " + " | ".join(c[1] for c in cols) +
              " | max RMSD (Å) | seconds |", "|---|---|---|" + "---|" * (len(cols) + 2)]
     for r in result["runs"]:
-        lines.append(f"| {r['jump']} × {r['resamplings']} | {r.get('guidance', 0):g} | {r['fragments']} × {r['completions']} | " +
+        lines.append(f"| {r['jump']} × {r['resamplings']} | {r.get('guidance', 0):g} | "
+                     f"{r['fragments']} × {r['completions']} | " +
                      " | ".join("–" if r[k] is None else f"{r[k]:.1f}" for k, _ in cols) +
                      f" | {r['max_rmsd']:.2g} | {r['seconds']} |")
     lines += ["", result["note"]]

@@ -42,16 +42,6 @@ def _additions(text: str) -> int | tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected a positive number of atoms or a range LO:HI, got {text!r}") from None
 
 
-def _weight(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number ≥ 0, got {text!r}")
-    return value
-
-
 def add_inpaint(sub) -> None:
     p = sub.add_parser("inpaint", help="keep a fragment (atoms, bonds, 3D pose) and generate the rest of the molecule")
     p.add_argument("--fragment", type=Path, required=True, help="SDF/MOL with 3D coordinates; two records (or one "
@@ -70,7 +60,7 @@ def add_inpaint(sub) -> None:
                    "moldiff.inpainting.DEFAULT_JUMP, measured in benchmarks/results/inpaint_qm9.md)")
     p.add_argument("--resample", type=positive, metavar="R", help="RePaint: walks of each block, 1 = no "
                    "resampling (default: moldiff.inpainting.DEFAULT_RESAMPLINGS, measured there too)")
-    p.add_argument("--guidance", type=_weight, metavar="W", help="reconstruction guidance toward the fragment, 0 = "
+    p.add_argument("--guidance", type=float, metavar="W", help="reconstruction guidance toward the fragment, 0 = "
                    "none (default: moldiff.inpainting.DEFAULT_GUIDANCE, measured in benchmarks/results/inpaint_qm9.md)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0); molecule k has its own seed")
     p.add_argument("--batch-size", type=positive, default=100)
@@ -94,8 +84,8 @@ def run_inpaint(args) -> int:
 
     from moldiff.api import load
     from moldiff.checkpoint import CheckpointError
-    from moldiff.inpainting import (DEFAULT_GUIDANCE, DEFAULT_JUMP, DEFAULT_RESAMPLINGS, Fragment, check_request, combine,
-                                  inpaint_molecules)
+    from moldiff.inpainting import (DEFAULT_GUIDANCE, DEFAULT_JUMP, DEFAULT_RESAMPLINGS, Fragment, check_request,
+                                    combine, inpaint_molecules)
     from moldiff.pretrained import resolve_model
     from moldiff.runtime import set_threads
 

@@ -187,6 +187,8 @@ class ReconstructionGuidance:
 
     def __init__(self, network, chain: DiffusionChain, known: State, masks: dict[str, torch.Tensor], pos: torch.Tensor,
                  weight: float, links: dict | None = None):
+        if not 0 <= weight < float("inf"):
+            raise ValueError(f"the guidance weight must be a finite number ≥ 0, got {weight}")
         self.network, self.chain, self.known, self.masks, self.weight = network, chain, known, masks, weight
         self.pos, self.links = pos, links
 
@@ -205,7 +207,7 @@ class ReconstructionGuidance:
             share = x0.e[L["rows"]].clamp_min(0) / L["scale"]
             gained = scatter((share * L["orders"].to(share.dtype)).sum(1), L["owner"], dim=0,
                              dim_size=L["capacity"].shape[0], reduce="sum")
-            loss = loss + (L["scale"] * (gained - L["capacity"].to(gained.dtype)).clamp_min(0)) .pow(2).sum()
+            loss = loss + (L["scale"] * (gained - L["capacity"].to(gained.dtype)).clamp_min(0)).pow(2).sum()
         return loss
 
     def __call__(self, z: State, t_frac: torch.Tensor, graph: Graph, *extra) -> State:

@@ -124,6 +124,10 @@ def test_command_line_linker_and_bad_input(ring_molecule, tmp_path, capsys):
     assert len(err) == 1 and "Cl" in err[0]
     assert main(["inpaint", "--fragment", str(frag_file), "--add", "30", "-o", str(out), "--no-progress"]) == 2
     assert "trained on molecules of" in capsys.readouterr().err
+    assert main(["inpaint", "--fragment", str(frag_file), "--add", "1", "-o", str(out), "--no-progress",
+                 "--guidance", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "guidance weight" in err[0]
 
 
 def test_python_api(ring_molecule):
