@@ -33,6 +33,8 @@ DEFAULT_JUMP = 10
 DEFAULT_RESAMPLINGS = 3  # measured: benchmarks/results/inpaint_qm9.md
 DEFAULT_GUIDANCE = 3.0  # measured: benchmarks/results/inpaint_qm9.md
 MAX_SHIFT = 0.5  # the most reconstruction guidance moves one row of x̂ in one step (Å for coordinates)
+BOND_REACH = 2.0  # Å: a bond counts toward a new atom's degree only between atoms about this close
+APART = 2.0  # Å: a new atom held at "no bond" to a fragment atom is kept at least this far from it
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,8 @@ class Fragment:
         for a, anchor in zip(chosen, is_anchor):
             atom = work.GetAtomWithIdx(a)
             free = atom.GetTotalNumHs(includeNeighbors=not hydrogens)  # the hydrogens new atoms may replace
-            free += sum(int(b.GetBondTypeAsDouble()) for b in atom.GetBonds() if b.GetOtherAtomIdx(a) not in index)
+            free += sum(int(b.GetBondTypeAsDouble()) for b in atom.GetBonds()  # bonds to heavy atoms left out
+                        if b.GetOtherAtomIdx(a) not in index and (hydrogens or b.GetOtherAtom(atom).GetAtomicNum() != 1))
             capacity.append(free if anchor else 0)
         pos = work.GetConformer().GetPositions()[chosen]
         return Fragment(tuple(work.GetAtomWithIdx(a).GetSymbol() for a in chosen),
@@ -208,7 +211,34 @@ class ReconstructionGuidance:
             gained = scatter((share * L["orders"].to(share.dtype)).sum(1), L["owner"], dim=0,
                              dim_size=L["capacity"].shape[0], reduce="sum")
             loss = loss + (L["scale"] * (gained - L["capacity"].to(gained.dtype)).clamp_min(0)).pow(2).sum()
+        if x0.e is not None and L is not None:
+            loss = loss + self._lone_atoms(x0, graph, L) + self._too_close(x0, graph)
         return loss
+
+    def _lone_atoms(self, x0: State, graph: Graph, L: dict) -> torch.Tensor:
+        """Every new atom bonds to something: a hinge on its expected bond-order sum below 1."""
+        share = x0.e.clamp_min(0) / L["scale"]
+        order = (share * L["orders"].to(share.dtype)).sum(1)  # expected bond order of each pair
+        i, j = graph.pair_index
+        near = torch.sigmoid((BOND_REACH - (x0.x[i] - x0.x[j]).norm(dim=-1)) / 0.1)  # a bond needs a partner near
+        order = order * near
+        if self.masks.get("e") is not None:  # a pair held at "no bond" is no partner
+            order = order.masked_fill(self.masks["e"], 0)
+        degree = scatter(order, i, dim=0, dim_size=x0.x.shape[0], reduce="sum")
+        degree = degree + scatter(order, j, dim=0, dim_size=x0.x.shape[0], reduce="sum")
+        new = ~self.masks["x"]
+        return (1 - degree[new]).clamp_min(0).pow(2).sum()
+
+    def _too_close(self, x0: State, graph: Graph) -> torch.Tensor:
+        """A new atom that may not bond to a fragment atom (the pair is held at "no bond") is kept out of
+        bonding distance of it: a hinge on their distance below APART."""
+        me, mx = self.masks.get("e"), self.masks["x"]
+        if me is None:
+            return x0.x.new_zeros(())
+        i, j = graph.pair_index
+        held = me & (mx[i] != mx[j])
+        d = (x0.x[i[held]] - x0.x[j[held]]).norm(dim=-1)
+        return (APART - d).clamp_min(0).pow(2).sum()
 
     def __call__(self, z: State, t_frac: torch.Tensor, graph: Graph, *extra) -> State:
         t = (t_frac * self.chain.T).round().long()

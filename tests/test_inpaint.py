@@ -152,6 +152,21 @@ def test_no_fragment_atom_gains_more_than_it_can_replace(gen, ring_molecule):
         assert all(g <= c for g, c in zip(gained, frag.capacity)), (gained, frag.capacity)
 
 
+def test_capacity_is_the_valence_the_kept_bonds_leave(ring_molecule):
+    """With hydrogens explicit in the file, each kept atom may gain what its valence leaves after its bonds to
+    kept atoms: a hydrogen counts once, not as a hydrogen and again as an atom left out."""
+    keep = _heavy_numbers(ring_molecule)[:-2]
+    frag = Fragment.from_mol(ring_molecule, keep=keep)
+    work = Chem.Mol(ring_molecule)
+    Chem.Kekulize(work, clearAromaticFlags=True)
+    kept = {k - 1 for k in keep}
+    for a, cap in zip(sorted(kept), frag.capacity):
+        atom = work.GetAtomWithIdx(a)
+        inside = sum(int(b.GetBondTypeAsDouble()) for b in atom.GetBonds() if b.GetOtherAtomIdx(a) in kept)
+        assert cap == atom.GetTotalValence() - inside, (a, cap)
+    assert any(c > 0 for c in frag.capacity) and any(c == 0 for c in frag.capacity)
+
+
 def _guided(gen, ring_molecule, weight, t_int=400):
     """The network's ε̂ and the guided one for a batch of 3 noisy molecules holding the fragment, at time t."""
     from moldiff.inpainting import ReconstructionGuidance, _known_state
