@@ -183,14 +183,15 @@ def judge(mol: Chem.Mol, frag: Fragment) -> dict:
 
 
 def run_setting(gen, fragments, completions: int, steps: int, jump: int, resamplings: int, seed: int,
-                train_smiles: frozenset, guidance: float = DEFAULT_GUIDANCE) -> dict:
+                train_smiles: frozenset, guidance: float = DEFAULT_GUIDANCE, connect: bool = True) -> dict:
     rows = []
     start = time.perf_counter()
     for f, (mol, keep, original) in enumerate(fragments):
         frag = Fragment.from_mol(mol, keep=keep)
         n_add = mol.GetNumHeavyAtoms() - frag.size
         outs = inpaint_molecules(gen, frag, n_add, completions, steps=steps, seed=seed * 100_003 + f, jump=jump,
-                                 resamplings=resamplings, batch_size=completions, guidance=guidance)
+                                 resamplings=resamplings, batch_size=completions, guidance=guidance,
+                                 connect=connect)
         judged = [judge(m, frag) for m in outs]
         valid_smiles = [j["smiles"] for j in judged if j["smiles"]]
         unique = set(valid_smiles)
@@ -207,7 +208,7 @@ def run_setting(gen, fragments, completions: int, steps: int, jump: int, resampl
         values = [r[key] for r in rows if r[key] is not None]
         return float(100 * np.mean(values)) if values else None
 
-    return {"jump": jump, "resamplings": resamplings, "guidance": guidance, "fragments": len(rows),
+    return {"jump": jump, "resamplings": resamplings, "guidance": guidance, "connect": connect, "fragments": len(rows),
             "completions": completions, "seconds": round(seconds, 1), "retained": mean("retained"), "validity": mean("valid"),
             "connectivity": mean("connected"), "uniqueness": mean("uniqueness"), "novelty": mean("novelty"),
             "recovery": mean("recovered"), "max_rmsd": max(r["max_rmsd"] for r in rows)}
@@ -222,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--completions", type=int, default=10)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--settings", default="1x1@0,1x1,10x3",
-                    help="JUMPxRESAMPLINGS[@GUIDANCE], comma-separated (no @: the package's guidance weight)")
+                    help="JUMPxRESAMPLINGS[@GUIDANCE][/plain], comma-separated (no @: the package's guidance "
+                         "weight; /plain: guidance without its connection terms)")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     info = machine_info()
@@ -233,11 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         fragments, train_smiles = moses_fragments(args.fragments, args.seed), moses_train_smiles()
     runs = []
     for setting in args.settings.split(","):
-        steps_part, _, weight = setting.lower().partition("@")
+        setting, plain, _ = setting.lower().partition("/plain")
+        steps_part, _, weight = setting.partition("@")
         jump, resamplings = (int(v) for v in steps_part.split("x"))
         guidance = DEFAULT_GUIDANCE if not weight else float(weight)
         runs.append(run_setting(gen, fragments, args.completions, args.steps, jump, resamplings, args.seed,
-                                train_smiles, guidance))
+                                train_smiles, guidance, connect=not plain))
         print(runs[-1], flush=True)
     result = {"model": gen.info, "config_preset": gen.config.preset, "steps": args.steps, "seed": args.seed,
               "threads": torch.get_num_threads(), "runs": runs, "note": DIFFLINKER_NOTE,
@@ -254,10 +257,12 @@ def markdown(result: dict) -> str:
              f"`{result['command']}` — {result['steps']} sampler steps, {result['threads']} threads. Per fragment "
              "means (%), then averaged over fragments; retention = elements, bonds and ≤ 0.05 Å RMSD with no "
              "alignment.", "",
+             "Guidance \"w, plain\": without the connection terms (degree and distance hinges).", "",
              "| jump × resamplings | guidance | fragments × completions | " + " | ".join(c[1] for c in cols) +
              " | max RMSD (Å) | seconds |", "|---|---|---|" + "---|" * (len(cols) + 2)]
     for r in result["runs"]:
-        lines.append(f"| {r['jump']} × {r['resamplings']} | {r.get('guidance', 0):g} | "
+        plain = "" if r.get("connect", True) or not r.get("guidance") else ", plain"
+        lines.append(f"| {r['jump']} × {r['resamplings']} | {r.get('guidance', 0):g}{plain} | "
                      f"{r['fragments']} × {r['completions']} | " +
                      " | ".join("–" if r[k] is None else f"{r[k]:.1f}" for k, _ in cols) +
                      f" | {r['max_rmsd']:.2g} | {r['seconds']} |")

@@ -186,14 +186,16 @@ class ReconstructionGuidance:
     its atom features, its bonds and the "no bond" pairs of atoms that cannot take more), x̃ = x̂ − (w α_t/2)
     ∇_z ‖known − x̂_known(z_t)‖² (Ho et al., video diffusion), and ε̂ is rewritten to match x̃. Replacing the
     known atoms alone tells the new atoms where the fragment is, not what its atoms cannot bond to; the
-    gradient does. ``weight`` 0 is the network itself."""
+    gradient does. With ``connect`` (the default) the disagreement also holds two soft constraints on the new
+    atoms: each bonds to a partner within reach (:meth:`_lone_atoms`) and none sits at bonding distance of a
+    fragment atom it may not bond to (:meth:`_too_close`). ``weight`` 0 is the network itself."""
 
     def __init__(self, network, chain: DiffusionChain, known: State, masks: dict[str, torch.Tensor], pos: torch.Tensor,
-                 weight: float, links: dict | None = None):
+                 weight: float, links: dict | None = None, connect: bool = True):
         if not 0 <= weight < float("inf"):
             raise ValueError(f"the guidance weight must be a finite number ≥ 0, got {weight}")
         self.network, self.chain, self.known, self.masks, self.weight = network, chain, known, masks, weight
-        self.pos, self.links = pos, links
+        self.pos, self.links, self.connect = pos, links, connect
 
     def _disagreement(self, x0: State, graph: Graph) -> torch.Tensor:
         mx = self.masks["x"]
@@ -211,7 +213,7 @@ class ReconstructionGuidance:
             gained = scatter((share * L["orders"].to(share.dtype)).sum(1), L["owner"], dim=0,
                              dim_size=L["capacity"].shape[0], reduce="sum")
             loss = loss + (L["scale"] * (gained - L["capacity"].to(gained.dtype)).clamp_min(0)).pow(2).sum()
-        if x0.e is not None and L is not None:
+        if self.connect and x0.e is not None and L is not None:
             loss = loss + self._lone_atoms(x0, graph, L) + self._too_close(x0, graph)
         return loss
 
@@ -364,9 +366,10 @@ def draw_additions(n_add: int | tuple[int, int], n: int, seed: int) -> list[int]
 def inpaint_molecules(gen: Generator, fragment: Fragment, n_add: int | tuple[int, int], n: int, *,
                       steps: int | None = None, spacing: str = "uniform", seed: int = 0,
                       jump: int = DEFAULT_JUMP, resamplings: int = DEFAULT_RESAMPLINGS, batch_size: int = 100,
-                      guidance: float = DEFAULT_GUIDANCE, on_batch=None) -> list[Chem.Mol]:
+                      guidance: float = DEFAULT_GUIDANCE, connect: bool = True, on_batch=None) -> list[Chem.Mol]:
     """``n`` molecules that contain ``fragment`` (its atoms first, at its coordinates) and ``n_add`` more heavy
-    atoms each (or a range). Molecule k has its own seed, as in :func:`moldiff.sampling.generate_batches`."""
+    atoms each (or a range). Molecule k has its own seed, as in :func:`moldiff.sampling.generate_batches`.
+    ``connect`` False leaves the connection terms out of the guidance (an ablation)."""
     adds = check_request(gen, fragment, n_add, n, seed)
     times = repaint_times(gen.chain.timesteps(steps, spacing), jump, resamplings)
     gen.network.eval()
@@ -377,7 +380,7 @@ def inpaint_molecules(gen: Generator, fragment: Fragment, n_add: int | tuple[int
         known, masks, pos, template, graph, links = _known_state(gen, fragment, sizes)
         hook = PinFragment(gen.chain, known, masks, pos,
                            MoleculeNoise([molecule_seed(seed, k, PIN_STREAM) for k in ks], gen.device), links)
-        model = ReconstructionGuidance(gen.network, gen.chain, known, masks, pos, guidance, links)
+        model = ReconstructionGuidance(gen.network, gen.chain, known, masks, pos, guidance, links, connect)
         out = run_chain(model, gen.chain, template, graph, times=times,
                         noise=MoleculeNoise([molecule_seed(seed, k) for k in ks], gen.device), hooks=[hook])
         ok = finite_molecules(out, graph).tolist()
