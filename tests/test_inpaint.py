@@ -205,3 +205,40 @@ def test_reconstruction_guidance_moves_only_new_atoms_and_lowers_the_disagreemen
     step = 0.05  # moving z against the shift is moving it down the gradient: the known part agrees better
     after = disagreement(z.combine(lambda k, f, d: f - step * d, State(*(shift[k] for k in ("x", "h", "e")))))
     assert after < before
+
+
+def test_connection_terms_penalise_lone_and_crowding_new_atoms(gen, ring_molecule):
+    """The degree hinge is zero for a new atom bonded to a near partner and positive for a lone one; the
+    distance hinge is positive only for a new atom at bonding distance of a fragment atom it may not bond to."""
+    from moldiff.inpainting import APART
+
+    *_, graph, guided, _, _, masks = _guided(gen, ring_molecule, 3.0)
+    frag = Fragment.from_mol(ring_molecule, keep=_heavy_numbers(ring_molecule)[:-2])
+    known, links = guided.known, guided.links
+    i, j = graph.pair_index
+    new = (~masks["x"]).nonzero().flatten()
+    x = known.x.clone()
+    x[new] = x[masks["x"]].mean(0) + 30.0 + torch.arange(len(new)).unsqueeze(1) * 10.0  # far from all, apart
+    e = known.e.clone()
+    e[~masks["e"]] = 0
+    e[~masks["e"], 0] = links["scale"]  # every free pair: no bond
+    lone = State(x, known.h, e)
+    assert float(guided._lone_atoms(lone, graph, links)) == pytest.approx(len(new))  # each lacks a whole bond
+    assert float(guided._too_close(lone, graph)) == 0
+    # bond every new atom by a single bond to a fragment atom that can take it, at 1.5 Å
+    e2, x2 = e.clone(), x.clone()
+    can = [a for a, c in enumerate(frag.capacity) if c > 0]
+    for n_, atom in enumerate(new.tolist()):
+        start = int((graph.batch < graph.batch[atom]).sum())
+        partner = start + can[n_ % len(can)]
+        row = ((i == partner) & (j == atom)).nonzero().flatten()
+        e2[row] = 0
+        e2[row, 1] = links["scale"]
+        x2[atom] = x2[partner] + torch.tensor([0.0, 0.0, 1.5])
+    bonded = State(x2, known.h, e2)
+    assert float(guided._lone_atoms(bonded, graph, links)) < 0.05
+    held = masks["e"] & (masks["x"][i] != masks["x"][j])
+    k, m = i[held][0], j[held][0]  # a new atom held at "no bond" to a fragment atom: move it within 1.2 Å
+    x3 = x.clone()
+    x3[m] = x3[k] + torch.tensor([1.2, 0.0, 0.0])
+    assert float(guided._too_close(State(x3, known.h, e), graph)) >= (APART - 1.2) ** 2 - 1e-5  # other atoms may add
