@@ -34,6 +34,7 @@ DEFAULT_RESAMPLINGS = 3  # measured: benchmarks/results/inpaint_qm9.md
 DEFAULT_GUIDANCE = 3.0  # measured: benchmarks/results/inpaint_qm9.md
 MAX_SHIFT = 0.5  # the most reconstruction guidance moves one row of x̂ in one step (Å for coordinates)
 BOND_REACH = 2.0  # Å: a bond counts toward a new atom's degree only between atoms about this close
+REACH_WIDTH = 0.1  # Å: how sharply that reach falls off (a sigmoid)
 APART = 2.0  # Å: a new atom held at "no bond" to a fragment atom is kept at least this far from it
 
 
@@ -209,25 +210,22 @@ class ReconstructionGuidance:
             loss = loss + ((x0.e[me] - self.known.e[me].to(x0.e.dtype)) ** 2).sum()
         L = self.links
         if x0.e is not None and L is not None:  # bond orders to new atoms beyond a fragment atom's capacity
-            share = x0.e[L["rows"]].clamp_min(0) / L["scale"]
-            gained = scatter((share * L["orders"].to(share.dtype)).sum(1), L["owner"], dim=0,
-                             dim_size=L["capacity"].shape[0], reduce="sum")
+            order = (x0.e.clamp_min(0) / L["scale"] * L["orders"].to(x0.e.dtype)).sum(1)  # expected, per pair
+            gained = scatter(order[L["rows"]], L["owner"], dim=0, dim_size=L["capacity"].shape[0], reduce="sum")
             loss = loss + (L["scale"] * (gained - L["capacity"].to(gained.dtype)).clamp_min(0)).pow(2).sum()
-        if self.connect and x0.e is not None and L is not None:
-            loss = loss + self._lone_atoms(x0, graph, L) + self._too_close(x0, graph)
+            if self.connect:
+                loss = loss + self._lone_atoms(x0, graph, order) + self._too_close(x0, graph)
         return loss
 
-    def _lone_atoms(self, x0: State, graph: Graph, L: dict) -> torch.Tensor:
-        """Every new atom bonds to something: a hinge on its expected bond-order sum below 1."""
-        share = x0.e.clamp_min(0) / L["scale"]
-        order = (share * L["orders"].to(share.dtype)).sum(1)  # expected bond order of each pair
+    def _lone_atoms(self, x0: State, graph: Graph, order: torch.Tensor) -> torch.Tensor:
+        """Every new atom bonds to something: a hinge on its expected bond-order sum (``order``: per pair)
+        below 1."""
         i, j = graph.pair_index
-        near = torch.sigmoid((BOND_REACH - (x0.x[i] - x0.x[j]).norm(dim=-1)) / 0.1)  # a bond needs a partner near
+        near = torch.sigmoid((BOND_REACH - (x0.x[i] - x0.x[j]).norm(dim=-1)) / REACH_WIDTH)  # a partner near
         order = order * near
         if self.masks.get("e") is not None:  # a pair held at "no bond" is no partner
             order = order.masked_fill(self.masks["e"], 0)
-        degree = scatter(order, i, dim=0, dim_size=x0.x.shape[0], reduce="sum")
-        degree = degree + scatter(order, j, dim=0, dim_size=x0.x.shape[0], reduce="sum")
+        degree = scatter(order.repeat(2), graph.pair_index.flatten(), dim=0, dim_size=x0.x.shape[0], reduce="sum")
         new = ~self.masks["x"]
         return (1 - degree[new]).clamp_min(0).pow(2).sum()
 
