@@ -182,27 +182,48 @@ def judge(mol: Chem.Mol, frag: Fragment) -> dict:
             "connected": bool(valid and connected), "smiles": smiles}
 
 
-def run_setting(gen, fragments, completions: int, steps: int, jump: int, resamplings: int, seed: int,
+_WORKER: dict = {}
+
+
+def _worker_init(model: str, threads: int) -> None:
+    """A pool worker: one torch thread, its own copy of the model."""
+    torch.set_num_threads(threads)
+    _WORKER["gen"] = load(resolve_model(model))
+
+
+def _one_fragment(job: tuple) -> dict:
+    """Complete one fragment ``completions`` times and judge the completions (run in a worker or in-process)."""
+    f, mol, keep, original, completions, steps, jump, resamplings, seed, guidance, connect = job
+    frag = Fragment.from_mol(mol, keep=keep)
+    n_add = mol.GetNumHeavyAtoms() - frag.size
+    outs = inpaint_molecules(_WORKER["gen"], frag, n_add, completions, steps=steps, seed=seed * 100_003 + f,
+                             jump=jump, resamplings=resamplings, batch_size=completions, guidance=guidance,
+                             connect=connect)
+    judged = [judge(m, frag) for m in outs]
+    valid_smiles = [j["smiles"] for j in judged if j["smiles"]]
+    return {"judged": judged, "valid_smiles": valid_smiles, "original": original}
+
+
+def run_setting(pool, fragments, completions: int, steps: int, jump: int, resamplings: int, seed: int,
                 train_smiles: frozenset, guidance: float = DEFAULT_GUIDANCE, connect: bool = True) -> dict:
-    rows = []
+    """One setting over all fragments; ``pool`` is a process pool (or None: in this process). Each fragment has
+    its own seed, so the figures do not depend on the number of workers."""
+    jobs = [(f, mol, keep, original, completions, steps, jump, resamplings, seed, guidance,
+             connect) for f, (mol, keep, original) in enumerate(fragments)]
     start = time.perf_counter()
-    for f, (mol, keep, original) in enumerate(fragments):
-        frag = Fragment.from_mol(mol, keep=keep)
-        n_add = mol.GetNumHeavyAtoms() - frag.size
-        outs = inpaint_molecules(gen, frag, n_add, completions, steps=steps, seed=seed * 100_003 + f, jump=jump,
-                                 resamplings=resamplings, batch_size=completions, guidance=guidance,
-                                 connect=connect)
-        judged = [judge(m, frag) for m in outs]
-        valid_smiles = [j["smiles"] for j in judged if j["smiles"]]
+    done = pool.map(_one_fragment, jobs, chunksize=1) if pool is not None else [_one_fragment(j) for j in jobs]
+    seconds = time.perf_counter() - start
+    rows = []
+    for out in done:
+        judged, valid_smiles = out["judged"], out["valid_smiles"]
         unique = set(valid_smiles)
         rows.append({"retained": np.mean([j["retained"] for j in judged]),
                      "valid": np.mean([j["valid"] for j in judged]),
                      "connected": np.mean([j["connected"] for j in judged]),
                      "uniqueness": len(unique) / len(valid_smiles) if valid_smiles else None,
                      "novelty": (sum(s not in train_smiles for s in unique) / len(unique)) if unique else None,
-                     "recovered": original in unique,
+                     "recovered": out["original"] in unique,
                      "max_rmsd": max(j["rmsd"] for j in judged)})
-    seconds = time.perf_counter() - start
 
     def mean(key):
         values = [r[key] for r in rows if r[key] is not None]
@@ -225,25 +246,39 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settings", default="1x1@0,1x1,10x3",
                     help="JUMPxRESAMPLINGS[@GUIDANCE][/plain], comma-separated (no @: the package's guidance "
                          "weight; /plain: guidance without its connection terms)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes, each completing whole fragments with --threads threads (default 1: in this "
+                         "process); the figures do not depend on it")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     info = machine_info()
-    gen = load(resolve_model(args.model or args.data))
+    model = args.model or args.data
+    _worker_init(model, torch.get_num_threads())
+    gen = _WORKER["gen"]
     if args.data == "qm9":
         fragments, train_smiles = qm9_fragments(args.fragments, args.seed), load_reference("qm9").smiles
     else:
         fragments, train_smiles = moses_fragments(args.fragments, args.seed), moses_train_smiles()
     runs = []
+    pool = None
+    if args.workers > 1:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("spawn").Pool(args.workers, _worker_init,
+                                                          (model, torch.get_num_threads()))
     for setting in args.settings.split(","):
         setting, plain, _ = setting.lower().partition("/plain")
         steps_part, _, weight = setting.partition("@")
         jump, resamplings = (int(v) for v in steps_part.split("x"))
         guidance = DEFAULT_GUIDANCE if not weight else float(weight)
-        runs.append(run_setting(gen, fragments, args.completions, args.steps, jump, resamplings, args.seed,
+        runs.append(run_setting(pool, fragments, args.completions, args.steps, jump, resamplings, args.seed,
                                 train_smiles, guidance, connect=not plain))
         print(runs[-1], flush=True)
+    if pool is not None:
+        pool.close()
+        pool.join()
     result = {"model": gen.info, "config_preset": gen.config.preset, "steps": args.steps, "seed": args.seed,
-              "threads": torch.get_num_threads(), "runs": runs, "note": DIFFLINKER_NOTE,
+              "threads": torch.get_num_threads(), "workers": args.workers, "runs": runs, "note": DIFFLINKER_NOTE,
               "command": command_line(argv, "inpaint.py")}
     write_json(args.json, result, info=info)
     write_text(args.json.with_suffix(".md"), markdown(result))
