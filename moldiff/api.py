@@ -30,7 +30,7 @@ def sample(n: int, model: Generator | str | Path = "qm9", *, steps: int | None =
            batch_size: int = 250, spacing: str = "auto", solver: str = "auto", bf16: bool = False,
            progress: bool = True, threads: int | None = None, condition: dict[str, float] | None = None,
            guidance: float | None = None, noise_scale: float = DEFAULT_NOISE_SCALE,
-           noise_scale_from: float = DEFAULT_NOISE_SCALE_FROM) -> list[Chem.Mol]:
+           noise_scale_from: float = DEFAULT_NOISE_SCALE_FROM, relax: str = "none") -> list[Chem.Mol]:
     """Sample ``n`` molecules; ``model`` is a Generator, a built-in name (``"qm9"``, ``"moses"``, ``"qm9-cond"``)
     or a checkpoint path.
 
@@ -49,10 +49,15 @@ def sample(n: int, model: Generator | str | Path = "qm9", *, steps: int | None =
     (:func:`moldiff.diffusion.grids.default_sampler`: the chain itself for all T steps, SDE-DPM-Solver++(2M) on
     quadratic spacing for fewer). ``noise_scale`` multiplies the coordinate noise of the reverse steps from
     ``noise_scale_from``·T down (defaults from :mod:`moldiff.diffusion.grids`; scale 1: the chain itself).
+    ``relax="mmff"`` polishes the coordinates with MMFF94 (:func:`moldiff.chem.relax.relax_mmff`; property
+    ``moldiff_relaxed``); the default ``"none"`` returns the model's own geometry.
     """
+    from moldiff.chem.relax import RELAX_METHODS, relax as polish
     from moldiff.diffusion.grids import default_sampler
     from moldiff.runtime import resolve_bf16, set_threads, threads_chosen_by_user
 
+    if relax not in RELAX_METHODS:
+        raise ValueError(f"unknown relaxation {relax!r} (choose from {', '.join(RELAX_METHODS)})")
     if isinstance(model, (str, Path)):
         model = load(resolve_model(model))
     if threads is not None or not threads_chosen_by_user():
@@ -64,6 +69,7 @@ def sample(n: int, model: Generator | str | Path = "qm9", *, steps: int | None =
     mols = generate(model, n, steps=steps, seed=seed, n_atoms=n_atoms, deterministic=deterministic,
                     batch_size=batch_size, spacing=spacing, solver=None if solver == "ancestral" else solver, bf16=resolve_bf16(bf16, model.device),
                     progress=progress, noise_scale=noise_scale, noise_scale_from=noise_scale_from, **extra)
+    mols = polish(mols, relax)
     return mols if keep_invalid else [m for m in mols if m.GetIntProp("moldiff_valid")]
 
 

@@ -25,6 +25,7 @@ def run_sharded(args, model_path: Path) -> int:
     from moldiff.api import load
     from moldiff.diffusion.grids import default_sampler
     from moldiff.chem.io import write_molecules
+    from moldiff.chem.relax import relax
     from moldiff.io_utils import atomic_write
     from moldiff.runtime import distributed_setup, resolve_bf16
     from moldiff.sampling import conditioned, generate
@@ -41,6 +42,7 @@ def run_sharded(args, model_path: Path) -> int:
                         batch_size=args.batch_size, deterministic=args.ddim, spacing=spacing,
                         solver=None if solver == "ancestral" else solver, bf16=resolve_bf16(args.bf16, gen.device), progress=not args.no_progress and rank == 0,
                         noise_scale=args.noise_scale, noise_scale_from=args.noise_scale_from, **extra)
+    mols = relax(mols, getattr(args, "relax", "none"))
     if args.valid_only:
         mols = [m for m in mols if m.GetIntProp("moldiff_valid")]
     written, _ = write_molecules(mols, shard_path(args.output, rank))

@@ -284,3 +284,23 @@ def test_train_help_names_every_preset(capsys):
         main(["train", "--help"])
     text = re.sub(r"-\s+", "-", " ".join(capsys.readouterr().out.split()))  # argparse wraps at hyphens
     assert all(name in text for name in PRESETS), text
+
+
+def test_relax_mmff_writes_relaxed_molecules_and_says_so(tmp_path, capsys):
+    """--relax mmff: the same molecules (same seed) as without it, at an MMFF94 minimum; off by default."""
+    from moldiff.chem.geometry import mmff_strain
+
+    args = ["sample", "--model", "qm9", "-n", "6", "--steps", "20", "--seed", "3", "--no-progress"]
+    assert main([*args, "-o", str(tmp_path / "own.sdf")]) == 0
+    assert "--relax" not in capsys.readouterr().out
+    assert main([*args, "--relax", "mmff", "-o", str(tmp_path / "relaxed.sdf")]) == 0
+    assert "molecules relaxed by MMFF94" in capsys.readouterr().out
+    own = [m for m in Chem.SDMolSupplier(str(tmp_path / "own.sdf"), removeHs=False)]
+    polished = [m for m in Chem.SDMolSupplier(str(tmp_path / "relaxed.sdf"), removeHs=False)]
+    pairs = [(a, b) for a, b in zip(own, polished) if a is not None and b is not None]
+    assert len(pairs) >= 3 and all(not a.HasProp("moldiff_relaxed") for a, _ in pairs)
+    for a, b in pairs:
+        assert Chem.MolToSmiles(Chem.RemoveHs(a)) == Chem.MolToSmiles(Chem.RemoveHs(b))
+        if b.GetIntProp("moldiff_relaxed"):
+            assert mmff_strain(b).strain < 0.5 < mmff_strain(a).strain
+    assert sum(b.GetIntProp("moldiff_relaxed") for _, b in pairs) >= 3

@@ -36,6 +36,18 @@ def test_shipped_model_samples_rdkit_molecules():
         assert mol.HasProp("moldiff_valid")
 
 
+def test_api_relax_polishes_valid_samples_and_refuses_unknown_methods():
+    own = moldiff.sample(4, "qm9", steps=20, seed=1, progress=False)
+    polished = moldiff.sample(4, "qm9", steps=20, seed=1, progress=False, relax="mmff")
+    relaxed = [(a, b) for a, b in zip(own, polished) if b.GetIntProp("moldiff_relaxed")]
+    assert relaxed and all(a.GetIntProp("moldiff_valid") for a, _ in relaxed)
+    for a, b in relaxed:
+        assert a.GetNumAtoms() == b.GetNumAtoms()
+        assert abs(a.GetConformer().GetPositions() - b.GetConformer().GetPositions()).max() > 1e-3
+    with pytest.raises(ValueError, match="unknown relaxation"):
+        moldiff.sample(1, "qm9", steps=2, relax="uff")
+
+
 def test_unknown_pretrained_name():
     with pytest.raises(ValueError, match="unknown pretrained model"):
         moldiff.load_pretrained("zinc")

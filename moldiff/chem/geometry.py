@@ -26,10 +26,22 @@ class Strain:
     rmsd: float
 
 
-def mmff_strain(mol: Chem.Mol, max_iters: int = MAX_ITERS) -> Strain | None:
-    """The strain of ``mol``'s first conformer (explicit hydrogens with coordinates are expected; they are
-    added with coordinates when missing), or None when it does not sanitise, has no 3D conformer or MMFF94
-    lacks parameters for it."""
+@dataclass(frozen=True)
+class Relaxation:
+    """The two MMFF94 relaxations of the protocol: ``start`` has the hydrogens relaxed with the heavy atoms
+    fixed, ``relaxed`` everything; their energies (kcal/mol) and the heavy-atom indices."""
+
+    start: Chem.Mol
+    relaxed: Chem.Mol
+    e_start: float
+    e_relaxed: float
+    heavy: tuple[int, ...]
+
+
+def mmff_relaxation(mol: Chem.Mol, max_iters: int = MAX_ITERS, fixed: Iterable[int] = ()) -> Relaxation | None:
+    """Relax ``mol``'s first conformer as the protocol says (hydrogens added with coordinates when missing),
+    or None when it does not sanitise, has no 3D conformer or MMFF94 lacks parameters for it. ``fixed``:
+    atom indices that stay put in the second relaxation as well."""
     if mol is None or mol.GetNumConformers() == 0:
         return None
     with rdBase.BlockLogs():
@@ -46,23 +58,34 @@ def mmff_strain(mol: Chem.Mol, max_iters: int = MAX_ITERS) -> Strain | None:
         ff = rdForceFieldHelpers.MMFFGetMoleculeForceField(work, props)
         if ff is None:
             return None
-        heavy = [a.GetIdx() for a in work.GetAtoms() if a.GetAtomicNum() > 1]
+        heavy = tuple(a.GetIdx() for a in work.GetAtoms() if a.GetAtomicNum() > 1)
         for i in heavy:
             ff.AddFixedPoint(i)
         ff.Minimize(maxIts=max_iters)
         start = Chem.Mol(work)
         start.GetConformer().SetPositions(np.asarray(ff.Positions(), dtype=float).reshape(-1, 3))
-        before = rdForceFieldHelpers.MMFFGetMoleculeForceField(start, props)
-        e_before = before.CalcEnergy()
+        e_start = rdForceFieldHelpers.MMFFGetMoleculeForceField(start, props).CalcEnergy()
         relaxed = Chem.Mol(start)
         ff2 = rdForceFieldHelpers.MMFFGetMoleculeForceField(relaxed, props)
+        for i in fixed:
+            ff2.AddFixedPoint(int(i))
         ff2.Minimize(maxIts=max_iters)
         relaxed.GetConformer().SetPositions(np.asarray(ff2.Positions(), dtype=float).reshape(-1, 3))
-        e_after = ff2.CalcEnergy()
-        rmsd = rdMolAlign.AlignMol(Chem.Mol(relaxed), start, atomMap=[(i, i) for i in heavy])
-    if not (np.isfinite(e_before) and np.isfinite(e_after)):
+        e_relaxed = ff2.CalcEnergy()
+    if not (np.isfinite(e_start) and np.isfinite(e_relaxed)):
         return None
-    return Strain(float(e_before - e_after), float(rmsd))
+    return Relaxation(start, relaxed, float(e_start), float(e_relaxed), heavy)
+
+
+def mmff_strain(mol: Chem.Mol, max_iters: int = MAX_ITERS) -> Strain | None:
+    """The strain of ``mol``'s first conformer (explicit hydrogens with coordinates are expected; they are
+    added with coordinates when missing), or None when it does not sanitise, has no 3D conformer or MMFF94
+    lacks parameters for it."""
+    r = mmff_relaxation(mol, max_iters)
+    if r is None:
+        return None
+    rmsd = rdMolAlign.AlignMol(Chem.Mol(r.relaxed), r.start, atomMap=[(i, i) for i in r.heavy])
+    return Strain(r.e_start - r.e_relaxed, float(rmsd))
 
 
 def strain_summary(mols: Iterable[Chem.Mol | None]) -> dict:
