@@ -289,7 +289,8 @@ def markdown(result: dict) -> str:
     cols = [("retained", "fragment retained"), ("validity", "validity"), ("connectivity", "valid and connected"),
             ("uniqueness", "uniqueness"), ("novelty", "novelty"), ("recovery", "original recovered")]
     lines = [f"# Inpainting with the {result['config_preset']} model", "",
-             f"`{result['command']}` — {result['steps']} sampler steps, {result['threads']} threads. Per fragment "
+             f"`{result['command']}` — {result['steps']} sampler steps, {result.get('workers', 1)} process(es) × "
+             f"{result['threads']} thread(s); seconds are wall-clock. Per fragment "
              "means (%), then averaged over fragments; retention = elements, bonds and ≤ 0.05 Å RMSD with no "
              "alignment.", "",
              "Guidance \"w, plain\": without the connection terms (degree and distance hinges).", "",

@@ -30,8 +30,8 @@ from moldiff.state import Graph, State, per_graph, remove_mean
 
 PIN_STREAM = -2  # the molecule_seed "attempt" of the fragment's own noise draws
 DEFAULT_JUMP = 10
-DEFAULT_RESAMPLINGS = 3  # measured: benchmarks/results/inpaint_qm9.md
-DEFAULT_GUIDANCE = 3.0  # measured: benchmarks/results/inpaint_qm9.md
+DEFAULT_RESAMPLINGS = 3  # measured: benchmarks/results/inpaint_qm9.md, inpaint_moses*.md
+DEFAULT_GUIDANCE = 3.0  # measured: benchmarks/results/inpaint_qm9.md, inpaint_moses*.md
 MAX_SHIFT = 0.5  # the most reconstruction guidance moves one row of x̂ in one step (Å for coordinates)
 BOND_REACH = 2.0  # Å: a bond counts toward a new atom's degree only between atoms about this close
 REACH_WIDTH = 0.1  # Å: how sharply that reach falls off (a sigmoid)
