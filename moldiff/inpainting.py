@@ -35,6 +35,7 @@ DEFAULT_GUIDANCE = 3.0  # measured: benchmarks/results/inpaint_qm9.md, inpaint_m
 MAX_SHIFT = 0.5  # the most reconstruction guidance moves one row of x̂ in one step (Å for coordinates)
 BOND_REACH = 2.0  # Å: a bond counts toward a new atom's degree only between atoms about this close
 REACH_WIDTH = 0.1  # Å: how sharply that reach falls off (a sigmoid)
+MIN_SEPARATION = 0.5  # Å: two fragment atoms closer than this are not a 3D structure (e.g. all at the origin)
 APART = 2.0  # Å: a new atom held at "no bond" to a fragment atom is kept at least this far from it
 
 
@@ -69,6 +70,9 @@ class Fragment:
         Aromatic bonds are kekulised. Raises ValueError with a one-line reason."""
         if mol is None or mol.GetNumConformers() == 0:
             raise ValueError("the fragment needs 3D coordinates (an SDF/MOL record with a conformer)")
+        if not mol.GetConformer().Is3D():
+            raise ValueError("the fragment has 2D coordinates (a drawing): it needs 3D ones (embed it first, "
+                             "e.g. RDKit's EmbedMolecule)")
         work = Chem.Mol(mol)
         try:
             Chem.SanitizeMol(work)
@@ -104,6 +108,12 @@ class Fragment:
                         if b.GetOtherAtomIdx(a) not in index and (hydrogens or b.GetOtherAtom(atom).GetAtomicNum() != 1))
             capacity.append(free if anchor else 0)
         pos = work.GetConformer().GetPositions()[chosen]
+        if len(chosen) > 1:
+            d = np.linalg.norm(pos[:, None] - pos[None], axis=-1) + np.eye(len(chosen)) * 1e9
+            i, j = np.unravel_index(int(d.argmin()), d.shape)
+            if d[i, j] < MIN_SEPARATION:
+                raise ValueError(f"atoms {chosen[i] + 1} and {chosen[j] + 1} of the fragment are {d[i, j]:.2f} Å "
+                                 "apart: these are not the coordinates of a 3D structure")
         return Fragment(tuple(work.GetAtomWithIdx(a).GetSymbol() for a in chosen),
                         tuple(work.GetAtomWithIdx(a).GetFormalCharge() for a in chosen), pos, tuple(sorted(bonds)),
                         is_anchor, tuple(capacity))

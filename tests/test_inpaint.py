@@ -247,3 +247,94 @@ def test_connection_terms_penalise_lone_and_crowding_new_atoms(gen, ring_molecul
     x3 = x.clone()
     x3[m] = x3[k] + torch.tensor([1.2, 0.0, 0.0])
     assert float(guided._too_close(State(x3, known.h, e), graph)) >= (APART - 1.2) ** 2 - 1e-5  # other atoms may add
+
+
+def test_the_fragment_keeps_its_shape_at_every_step_and_ends_at_its_coordinates(gen, ring_molecule, monkeypatch):
+    """Through the whole chain the fragment rows are α_s·(fragment, centred) + σ_s·ε plus a translation, to
+    1e-4 Å, and the output holds the fragment at its input coordinates (50 Å from the origin) to 1e-4 Å."""
+    from moldiff import inpainting
+
+    hooks = []
+
+    class Recording(inpainting.PinFragment):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.steps, draw = [], self.noise
+
+            def noise(z, graph):
+                self.eps = draw(z, graph)
+                return self.eps
+            self.noise = noise
+            hooks.append(self)
+
+        def __call__(self, t, s, out, graph):
+            new = super().__call__(t, s, out, graph)
+            if s >= 0:
+                m = self.masks["x"]
+                self.steps.append((s, new.x[m].double(), self.eps.x[m].double()))
+            return new
+
+    monkeypatch.setattr(inpainting, "PinFragment", Recording)
+    frag = Fragment.from_mol(ring_molecule, keep=_heavy_numbers(ring_molecule)[:-2])
+    mols = inpaint_molecules(gen, frag, 2, 3, steps=20, seed=4)
+    (hook,) = hooks
+    assert len(hook.steps) > 20  # every step, resampled blocks included
+    shape = torch.tensor(frag.pos - frag.pos.mean(0))
+    sched = gen.chain.schedule
+    for s, x, eps in hook.steps:
+        st = torch.tensor([s])
+        a, sd = float(sched.alpha(st, torch.float64)), float(sched.sigma(st, torch.float64))
+        for k in range(3):
+            rows = (x - sd * eps)[k * frag.size:(k + 1) * frag.size]
+            assert (((rows - rows.mean(0)) / a - shape).norm(dim=1).max()) < 1e-4
+    for mol in mols:
+        pos = mol.GetConformer().GetPositions()[:frag.size]
+        assert np.abs(pos - frag.pos).max() < 1e-4
+
+
+def test_a_linker_request_connects_more_often_than_replacement_alone(gen, ring_molecule):
+    """Two fragments (the molecule without the atom that joins its two parts) and one new atom to link them:
+    the defaults (resampling, guidance) give molecules in one piece more often than the plain replacement
+    method (no guidance, no resampling). Measured on these seeds: 73 % against 30 % of 30; the margin asked
+    is 20 points."""
+    import networkx as nx
+
+    heavy = Chem.RemoveHs(ring_molecule)
+    g = nx.Graph([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in heavy.GetBonds()])
+    joint = next(a for a in g if nx.number_connected_components(g.subgraph(set(g) - {a})) == 2)
+    frag = Fragment.from_mol(heavy, keep=[i + 1 for i in range(heavy.GetNumAtoms()) if i != joint])
+
+    def one_piece(**options):
+        mols = [m for seed in range(3) for m in inpaint_molecules(gen, frag, 1, 10, steps=20, seed=seed, **options)]
+        return np.mean([bool(m.GetIntProp("moldiff_valid")) and len(Chem.GetMolFrags(m)) == 1 for m in mols])
+
+    assert one_piece() >= one_piece(guidance=0.0, jump=1, resamplings=1) + 0.2
+
+
+def test_fragments_without_3d_coordinates_and_add_0_are_one_line_errors(ring_molecule, tmp_path, capsys):
+    out = tmp_path / "o.sdf"
+    flat = Chem.Mol(Chem.RemoveHs(ring_molecule))
+    flat.RemoveAllConformers()
+    Chem.MolToMolFile(flat, str(tmp_path / "flat.mol"))  # all-zero coordinates, flagged 2D
+    drawn = Chem.Mol(flat)
+    from rdkit.Chem import rdDepictor
+    rdDepictor.Compute2DCoords(drawn)
+    Chem.MolToMolFile(drawn, str(tmp_path / "drawn.mol"))
+    piled = Chem.Mol(ring_molecule)  # a "3D" record with every atom at one point
+    piled.GetConformer().SetPositions(np.ones((piled.GetNumAtoms(), 3)))
+    Chem.MolToMolFile(piled, str(tmp_path / "piled.mol"))
+    Chem.MolToMolFile(ring_molecule, str(tmp_path / "good.mol"))
+    cases = [("flat.mol", "1", "2D coordinates"), ("drawn.mol", "1", "2D coordinates"),
+             ("piled.mol", "1", "not the coordinates of a 3D structure"), ("good.mol", "0", "positive number")]
+    for name, add, message in cases:
+        argv = ["inpaint", "--fragment", str(tmp_path / name), "--add", add, "-o", str(out), "--no-progress"]
+        try:
+            code = main(argv)
+        except SystemExit as stop:  # argparse's own errors
+            code = stop.code
+        assert code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (name, err)
+    assert not out.exists()
+    with pytest.raises(ValueError, match="2D coordinates"):
+        Fragment.from_mol(drawn)
