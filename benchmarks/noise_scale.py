@@ -4,7 +4,8 @@ molecules (stability, validity, diversity, composition), on the shipped QM9 mode
     python benchmarks/noise_scale.py -n 1000 --steps 20 --geometry 300 --threads 1 \\
         1:1 0.3:0.3 0:0.3 0.5:1 --json benchmarks/results/noise_scale.json
 
-Each positional argument is SCALE:FROM, i.e. ``moldiff sample --noise-scale SCALE --noise-scale-from FROM``: the
+Each positional argument is SCALE:FROM[+R] (+R: ``--refine R``, R more network evaluations that move the
+coordinates to the model's own clean estimate after the chain), i.e. ``moldiff sample --noise-scale SCALE --noise-scale-from FROM``: the
 fresh coordinate noise of the reverse steps from t ≤ FROM·T down is multiplied by SCALE (1:1 is the chain itself).
 Composition is read from the molecules that sanitise: rings per molecule by size, the share of molecules with an
 aromatic ring and of acyclic ones, and the heavy-atom element shares, beside QM9's own (the reference set).
@@ -60,7 +61,7 @@ def qm9_reference_mols(n: int) -> list:
 
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__, threads=True, seed=0, json=RESULTS / "noise_scale.json")
-    ap.add_argument("configs", nargs="+", metavar="SCALE:FROM")
+    ap.add_argument("configs", nargs="+", metavar="SCALE:FROM[+R]")
     ap.add_argument("--checkpoint", help="checkpoint file (default: the shipped 'qm9' model)")
     ap.add_argument("-n", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=20)
@@ -78,15 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     ref_row = {"config": "QM9 (DFT geometries, bonds perceived)", "composition": composition(qm9),
                "strain": strain_summary(qm9)}
     for config in args.configs:
-        scale, start = (float(v) for v in config.split(":"))
+        noise, _, refine = config.partition("+")
+        scale, start = (float(v) for v in noise.split(":"))
         t0 = time.perf_counter()
         mols = generate(gen, args.n, steps=args.steps, seed=args.seed, batch_size=args.batch_size, spacing=spacing,
                         solver=None if solver == "ancestral" else solver, noise_scale=scale, noise_scale_from=start,
-                        progress=sys.stderr.isatty())
+                        refine=int(refine or 0), progress=sys.stderr.isatty())
         seconds = time.perf_counter() - t0
         report = evaluate(mols, reference)["metrics"]
         judged = [m for m in mols if m.GetIntProp("moldiff_valid")]
-        row = {"config": config, "noise_scale": scale, "noise_scale_from": start, "n": args.n,
+        row = {"config": config, "noise_scale": scale, "noise_scale_from": start, "refine": int(refine or 0),
+               "n": args.n,
                "sample_seconds": round(seconds, 1), **{k: report[k]["value"] for k in KEYS},
                "composition": composition(mols), "strain": strain_summary(judged[:args.geometry])}
         if args.posebusters:
@@ -115,7 +118,7 @@ def markdown(result: dict) -> str:
              f"{result['solver']}, {result['spacing']})", "",
              f"`{result['command']}` — model at step {result['model'].get('step')}; seed {result['seed']}; "
              f"{result['threads']} thread(s). SCALE:FROM = `--noise-scale SCALE --noise-scale-from FROM`; 1:1 is "
-             "the chain itself. Strain: MMFF94 energy drop on relaxation (hydrogens relaxed first), kcal/mol; "
+             "the chain itself; +R = `--refine R` (R network evaluations more). Strain: MMFF94 energy drop on relaxation (hydrogens relaxed first), kcal/mol; "
              "RMSD: heavy atoms, Å. "
              + ("Hydrogens are placed by RDKit (not generated). " if result.get("implicit_h", True)
                 else "Every atom, hydrogens included, is generated. ")

@@ -30,7 +30,8 @@ def sample(n: int, model: Generator | str | Path = "qm9", *, steps: int | None =
            batch_size: int = 250, spacing: str = "auto", solver: str = "auto", bf16: bool = False,
            progress: bool = True, threads: int | None = None, condition: dict[str, float] | None = None,
            guidance: float | None = None, noise_scale: float = DEFAULT_NOISE_SCALE,
-           noise_scale_from: float = DEFAULT_NOISE_SCALE_FROM, relax: str = "none") -> list[Chem.Mol]:
+           noise_scale_from: float = DEFAULT_NOISE_SCALE_FROM, refine: int = 0,
+           relax: str = "none") -> list[Chem.Mol]:
     """Sample ``n`` molecules; ``model`` is a Generator, a built-in name (``"qm9"``, ``"moses"``, ``"qm9-cond"``)
     or a checkpoint path.
 
@@ -49,7 +50,8 @@ def sample(n: int, model: Generator | str | Path = "qm9", *, steps: int | None =
     (:func:`moldiff.diffusion.grids.default_sampler`: the chain itself for all T steps, SDE-DPM-Solver++(2M) on
     quadratic spacing for fewer). ``noise_scale`` multiplies the coordinate noise of the reverse steps from
     ``noise_scale_from``·T down (defaults from :mod:`moldiff.diffusion.grids`; scale 1: the chain itself).
-    ``relax="mmff"`` polishes the coordinates with MMFF94 (:func:`moldiff.chem.relax.relax_mmff`; property
+    ``refine`` adds that many network evaluations that move the coordinates to the model's own clean estimate
+    (:func:`moldiff.sampling.refine_coordinates`; 0: off). ``relax="mmff"`` polishes the coordinates with MMFF94 (:func:`moldiff.chem.relax.relax_mmff`; property
     ``moldiff_relaxed``); the default ``"none"`` returns the model's own geometry.
     """
     from moldiff.chem.relax import RELAX_METHODS, relax as polish
@@ -68,7 +70,8 @@ def sample(n: int, model: Generator | str | Path = "qm9", *, steps: int | None =
     model, extra = conditioned(model, condition, n, guidance, warn=lambda m: warnings.warn(m, stacklevel=3))
     mols = generate(model, n, steps=steps, seed=seed, n_atoms=n_atoms, deterministic=deterministic,
                     batch_size=batch_size, spacing=spacing, solver=None if solver == "ancestral" else solver, bf16=resolve_bf16(bf16, model.device),
-                    progress=progress, noise_scale=noise_scale, noise_scale_from=noise_scale_from, **extra)
+                    progress=progress, noise_scale=noise_scale, noise_scale_from=noise_scale_from, refine=refine,
+                    **extra)
     mols = polish(mols, relax)
     return mols if keep_invalid else [m for m in mols if m.GetIntProp("moldiff_valid")]
 

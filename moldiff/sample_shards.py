@@ -41,7 +41,8 @@ def run_sharded(args, model_path: Path) -> int:
         mols = generate(gen, stop, start=start, steps=args.steps, seed=args.seed, n_atoms=args.atoms,
                         batch_size=args.batch_size, deterministic=args.ddim, spacing=spacing,
                         solver=None if solver == "ancestral" else solver, bf16=resolve_bf16(args.bf16, gen.device), progress=not args.no_progress and rank == 0,
-                        noise_scale=args.noise_scale, noise_scale_from=args.noise_scale_from, **extra)
+                        noise_scale=args.noise_scale, noise_scale_from=args.noise_scale_from,
+                        refine=getattr(args, "refine", 0), **extra)
     mols = relax(mols, getattr(args, "relax", "none"))
     if args.valid_only:
         mols = [m for m in mols if m.GetIntProp("moldiff_valid")]

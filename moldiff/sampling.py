@@ -14,7 +14,7 @@ from moldiff.diffusion.chain import DiffusionChain, StepOutput, sample_noise
 from moldiff.hooks import Hook
 from moldiff.model import Generator
 from moldiff.representation import decode
-from moldiff.state import Graph, State, remove_mean
+from moldiff.state import Graph, State, per_graph, remove_mean
 
 if TYPE_CHECKING:  # RDKit is needed to decode molecules, not to run the chain (e.g. on a GPU machine)
     from rdkit import Chem
@@ -121,6 +121,34 @@ def run_chain(model: Callable, chain: DiffusionChain, template: State, graph: Gr
         if on_eval:
             on_eval()
     return z
+
+
+REFINE_FROM = 0.06  # measured: benchmarks/results/refine.md — the refinement's first t, as a fraction of T
+REFINE_TO = 0.01  # … and its last
+
+
+def refine_coordinates(model: Callable, chain: DiffusionChain, out: State, graph: Graph, evaluations: int,
+                       cond: torch.Tensor | None = None, t_from: float = REFINE_FROM, t_to: float = REFINE_TO,
+                       on_eval: Callable[[], None] | None = None) -> State:
+    """Move a sample's coordinates toward the model's own clean estimate: ``evaluations`` times, x ← x̂(α_t·x, t)
+    with the features held, t stepping from ``t_from``·T down to ``t_to``·T. Each step asks the network what a
+    slightly noised copy of the sample would look like clean; the fixed points are geometries the network
+    would not change. Atom types, charges and bonds are not touched. 0 evaluations: ``out`` itself."""
+    if evaluations <= 0:
+        return out
+    extra = () if cond is None else (cond,)
+    hi, lo = max(1, round(t_from * chain.T)), max(1, round(t_to * chain.T))
+    x = out.x
+    for tk in np.linspace(hi, lo, evaluations).round().astype(int).tolist():
+        t = torch.full((graph.num_graphs,), tk, dtype=torch.long, device=x.device)
+        a = chain.schedule.alpha(t, x.dtype)
+        z = State(x * per_graph(a, "x", graph), out.h * per_graph(a, "h", graph),
+                  None if out.e is None else out.e * per_graph(a, "e", graph))
+        eps = model(z, t.to(x.dtype) / chain.T, graph, *extra)
+        x = remove_mean(chain.predict_x0(z, eps, t, graph).x.float(), graph.batch, graph.num_graphs).to(x.dtype)
+        if on_eval:
+            on_eval()
+    return State(x, out.h, out.e)
 
 
 def _apply(hooks: Sequence[Hook], t: int, s: int, out: StepOutput, graph: Graph) -> State:
@@ -274,7 +302,8 @@ def check_size(gen: Generator, n_atoms: int | None) -> None:
 
 
 def _chain_batch(gen: Generator, sizes: list[int], seeds: list[int], *, steps, spacing, deterministic, bf16,
-                 hooks, cond, on_eval, solver=None, noise_scale=1.0, noise_scale_from=1.0) -> State | None:
+                 hooks, cond, on_eval, solver=None, noise_scale=1.0, noise_scale_from=1.0,
+                 refine=0) -> State | None:
     cfg = gen.config.features
     template, graph = empty_graph(sizes, cfg.h_dim, cfg.e_dim, gen.device)
     with torch.autocast(gen.device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -282,6 +311,7 @@ def _chain_batch(gen: Generator, sizes: list[int], seeds: list[int], *, steps, s
                         deterministic=deterministic, noise=MoleculeNoise(seeds, gen.device), hooks=hooks, solver=solver,
                         cond=cond, on_eval=on_eval, noise_scale=noise_scale,
                         noise_scale_from=noise_scale_from)
+        out = refine_coordinates(gen.network, gen.chain, out, graph, refine, cond=cond, on_eval=on_eval)
     return out, graph
 
 
@@ -293,7 +323,7 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
                      cond: torch.Tensor | None = None, solver: str | None = None,
                      size_hist: Sequence[float] | None = None,
                      sizes: Sequence[int] | None = None, noise_scale: float = 1.0,
-                     noise_scale_from: float = 1.0) -> Iterator[list[Chem.Mol]]:
+                     noise_scale_from: float = 1.0, refine: int = 0) -> Iterator[list[Chem.Mol]]:
     """Sample molecules ``start`` … ``n`` − 1 of a run, ``batch_size`` at a time; yields each batch's molecules.
 
     Molecule k has its own seed (:func:`molecule_seed` of ``seed`` and k): its size and every noise draw come
@@ -305,8 +335,8 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
     multiplies under bf16 autocast (coordinates and the chain stay fp32). ``cond`` (n, cond_dim) conditions
     a model trained with a condition (see :func:`conditioned`), ``size_hist`` replaces p(N) (e.g. p(N | condition))
     and ``sizes`` (n,) fixes each molecule's size; ``noise_scale`` scales the coordinate noise of the reverse
-    steps from ``noise_scale_from``·T down (:func:`iter_chain`);
-    hooks are applied to every batch (:mod:`moldiff.hooks`).
+    steps from ``noise_scale_from``·T down (:func:`iter_chain`); ``refine`` adds that many network evaluations
+    of :func:`refine_coordinates` after the chain; hooks are applied to every batch (:mod:`moldiff.hooks`).
     """
     from tqdm import tqdm
 
@@ -321,12 +351,12 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
     report.setdefault("redrawn", 0)
     report.setdefault("dropped", 0)
     # network evaluations per molecule: S steps + the final x̂; the solvers end on x̂ itself (S in all)
-    evals = len(gen.chain.timesteps(steps, spacing)) - (solver is not None)
+    evals = len(gen.chain.timesteps(steps, spacing)) - (solver is not None) + max(0, refine)
     bar = tqdm(total=evals * (n - start), disable=not progress, desc="sampling", unit="mol·step",
                mininterval=1.0, unit_scale=False)
     gen.network.eval()
     opts = dict(steps=steps, spacing=spacing, deterministic=deterministic, bf16=bf16, hooks=hooks, solver=solver,
-                noise_scale=noise_scale, noise_scale_from=noise_scale_from)
+                noise_scale=noise_scale, noise_scale_from=noise_scale_from, refine=refine)
     for first in range(start, n, batch_size):
         ks = list(range(first, min(n, first + batch_size)))
         seeds = [molecule_seed(seed, k) for k in ks]

@@ -54,6 +54,7 @@ def test_fixed_size_smiles_and_png(checkpoint, tmp_path):
     (["--noise-scale", "-0.5"], "--noise-scale"),
     (["--noise-scale", "nan"], "--noise-scale"),
     (["--noise-scale-from", "1.5"], "--noise-scale-from"),
+    (["--refine", "-1"], "--refine"),
     (["-o", "/nonexistent-dir/x.sdf"], "does not exist"),
     (["-o", "out.pdf"], "unknown output type"),
 ])
