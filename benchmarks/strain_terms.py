@@ -3,11 +3,11 @@ field's terms (bond stretch, angle bend, stretch–bend, out-of-plane, torsion, 
 for samples of a QM9 model and for QM9's own DFT geometries; and, reported apart, what the ``--relax mmff``
 polish gives under PoseBusters.
 
-    python benchmarks/strain_terms.py -n 300 --steps 20 --threads 1 --posebusters 60 1:1 0:0.3 \\
+    python benchmarks/strain_terms.py -n 300 --steps 20 --threads 1 --posebusters 60 1:1 0:0.3 0:0.3+30 \\
         --json benchmarks/results/strain_terms.json
 
-Each positional argument is SCALE:FROM (``--noise-scale SCALE --noise-scale-from FROM``; 1:1 is the chain
-itself). The protocol is :mod:`moldiff.chem.geometry`'s: hydrogens (placed by RDKit for the implicit-H model)
+Each positional argument is SCALE:FROM[+R] (``--noise-scale SCALE --noise-scale-from FROM``, and ``--refine R``;
+1:1 is the chain itself). The protocol is :mod:`moldiff.chem.geometry`'s: hydrogens (placed by RDKit for the implicit-H model)
 are relaxed first with the heavy atoms fixed, then everything; the drop of each term is its energy before minus
 after. Medians are taken term by term, so they do not add up to the median strain; the means do.
 """
@@ -42,7 +42,7 @@ def term_summary(mols: list) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__, threads=True, seed=0, json=RESULTS / "strain_terms.json")
-    ap.add_argument("configs", nargs="+", metavar="SCALE:FROM")
+    ap.add_argument("configs", nargs="+", metavar="SCALE:FROM[+R]")
     ap.add_argument("--checkpoint", help="checkpoint file (default: the shipped 'qm9' model)")
     ap.add_argument("-n", type=int, default=300, help="samples per configuration (those that sanitise are judged)")
     ap.add_argument("--steps", type=int, default=20)
@@ -58,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     first_valid: list = []
     for config in args.configs:
-        scale, start = (float(v) for v in config.split(":"))
+        noise, _, refine = config.partition("+")
+        scale, start = (float(v) for v in noise.split(":"))
         mols = generate(gen, args.n, steps=args.steps, seed=args.seed, spacing=spacing,
                         solver=None if solver == "ancestral" else solver, noise_scale=scale, noise_scale_from=start,
-                        progress=sys.stderr.isatty())
+                        refine=int(refine or 0), progress=sys.stderr.isatty())
         valid = [m for m in mols if m.GetIntProp("moldiff_valid")]
         first_valid = first_valid or valid
         rows.append({"config": config, "n": args.n, **term_summary(valid)})
