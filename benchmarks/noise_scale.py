@@ -59,6 +59,13 @@ def qm9_reference_mols(n: int) -> list:
     return _perceived([(r.elements, r.pos) for r in qm9_sample("test", n, 0)], n)
 
 
+def parse_config(config: str) -> tuple[float, float, int]:
+    """SCALE:FROM[+R] as (noise scale, from, refine evaluations)."""
+    noise, _, refine = config.partition("+")
+    scale, start = (float(v) for v in noise.split(":"))
+    return scale, start, int(refine or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__, threads=True, seed=0, json=RESULTS / "noise_scale.json")
     ap.add_argument("configs", nargs="+", metavar="SCALE:FROM[+R]")
@@ -79,16 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     ref_row = {"config": "QM9 (DFT geometries, bonds perceived)", "composition": composition(qm9),
                "strain": strain_summary(qm9)}
     for config in args.configs:
-        noise, _, refine = config.partition("+")
-        scale, start = (float(v) for v in noise.split(":"))
+        scale, start, refine = parse_config(config)
         t0 = time.perf_counter()
         mols = generate(gen, args.n, steps=args.steps, seed=args.seed, batch_size=args.batch_size, spacing=spacing,
                         solver=None if solver == "ancestral" else solver, noise_scale=scale, noise_scale_from=start,
-                        refine=int(refine or 0), progress=sys.stderr.isatty())
+                        refine=refine, progress=sys.stderr.isatty())
         seconds = time.perf_counter() - t0
         report = evaluate(mols, reference)["metrics"]
         judged = [m for m in mols if m.GetIntProp("moldiff_valid")]
-        row = {"config": config, "noise_scale": scale, "noise_scale_from": start, "refine": int(refine or 0),
+        row = {"config": config, "noise_scale": scale, "noise_scale_from": start, "refine": refine,
                "n": args.n,
                "sample_seconds": round(seconds, 1), **{k: report[k]["value"] for k in KEYS},
                "composition": composition(mols), "strain": strain_summary(judged[:args.geometry])}

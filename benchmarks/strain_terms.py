@@ -25,7 +25,7 @@ from moldiff.diffusion.grids import default_sampler
 from moldiff.sampling import generate
 
 from common import RESULTS, command_line, machine_info, parser, set_threads, write_json, write_text
-from noise_scale import qm9_reference_mols
+from noise_scale import parse_config, qm9_reference_mols
 
 COLUMNS = (*MMFF_TERMS, "total")
 
@@ -58,11 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     first_valid: list = []
     for config in args.configs:
-        noise, _, refine = config.partition("+")
-        scale, start = (float(v) for v in noise.split(":"))
+        scale, start, refine = parse_config(config)
         mols = generate(gen, args.n, steps=args.steps, seed=args.seed, spacing=spacing,
                         solver=None if solver == "ancestral" else solver, noise_scale=scale, noise_scale_from=start,
-                        refine=int(refine or 0), progress=sys.stderr.isatty())
+                        refine=refine, progress=sys.stderr.isatty())
         valid = [m for m in mols if m.GetIntProp("moldiff_valid")]
         first_valid = first_valid or valid
         rows.append({"config": config, "n": args.n, **term_summary(valid)})

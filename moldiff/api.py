@@ -54,12 +54,11 @@ def sample(n: int, model: Generator | str | Path = "qm9", *, steps: int | None =
     (:func:`moldiff.sampling.refine_coordinates`; 0: off). ``relax="mmff"`` polishes the coordinates with MMFF94 (:func:`moldiff.chem.relax.relax_mmff`; property
     ``moldiff_relaxed``); the default ``"none"`` returns the model's own geometry.
     """
-    from moldiff.chem.relax import RELAX_METHODS, relax as polish
+    from moldiff.chem.relax import check_method, relax as polish
     from moldiff.diffusion.grids import default_sampler
     from moldiff.runtime import resolve_bf16, set_threads, threads_chosen_by_user
 
-    if relax not in RELAX_METHODS:
-        raise ValueError(f"unknown relaxation {relax!r} (choose from {', '.join(RELAX_METHODS)})")
+    check_method(relax)
     if isinstance(model, (str, Path)):
         model = load(resolve_model(model))
     if threads is not None or not threads_chosen_by_user():

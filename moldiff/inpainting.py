@@ -109,7 +109,7 @@ class Fragment:
             capacity.append(free if anchor else 0)
         pos = work.GetConformer().GetPositions()[chosen]
         if len(chosen) > 1:
-            d = np.linalg.norm(pos[:, None] - pos[None], axis=-1) + np.eye(len(chosen)) * 1e9
+            d = Chem.Get3DDistanceMatrix(work)[np.ix_(chosen, chosen)] + np.eye(len(chosen)) * 1e9
             i, j = np.unravel_index(int(d.argmin()), d.shape)
             if d[i, j] < MIN_SEPARATION:
                 raise ValueError(f"atoms {chosen[i] + 1} and {chosen[j] + 1} of the fragment are {d[i, j]:.2f} Å "

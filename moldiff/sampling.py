@@ -148,7 +148,7 @@ def refine_coordinates(model: Callable, chain: DiffusionChain, out: State, graph
         z = State(x * per_graph(a, "x", graph), out.h * per_graph(a, "h", graph),
                   None if out.e is None else out.e * per_graph(a, "e", graph))
         eps = model(z, t.to(x.dtype) / chain.T, graph, *extra)
-        x = remove_mean(chain.predict_x0(z, eps, t, graph).x.float(), graph.batch, graph.num_graphs).to(x.dtype)
+        x = remove_mean(chain.predict_x0(z, eps, t, graph).x.to(x.dtype), graph.batch, graph.num_graphs)
         if on_eval:
             on_eval()
     return State(x, out.h, out.e)

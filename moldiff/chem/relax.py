@@ -16,13 +16,19 @@ from moldiff.chem.geometry import MAX_ITERS, mmff_relaxation
 RELAX_METHODS = ("none", "mmff")
 
 
+def check_method(method: str) -> None:
+    """A ValueError with a one-line reason unless ``method`` is one of :data:`RELAX_METHODS`."""
+    if method not in RELAX_METHODS:
+        raise ValueError(f"unknown relaxation {method!r} (choose from {', '.join(RELAX_METHODS)})")
+
+
 def relax_mmff(mol: Chem.Mol, fixed: Iterable[int] = (), max_iters: int = MAX_ITERS) -> Chem.Mol:
     """A copy of ``mol`` with its conformer relaxed by MMFF94, the same atoms in the same order and its
     properties kept, plus ``moldiff_relaxed`` (1, or 0 when MMFF94 cannot take it: the copy keeps the input's
     coordinates) and, when relaxed, ``moldiff_mmff_drop`` (kcal/mol, the energy the heavy-atom relaxation
     released). ``fixed``: atom indices that do not move (e.g. a fragment kept at its pose)."""
     out = Chem.Mol(mol)
-    r = mmff_relaxation(mol, max_iters, fixed) if mol is not None and mol.GetNumConformers() else None
+    r = mmff_relaxation(mol, max_iters, fixed)
     if r is None:
         out.SetIntProp("moldiff_relaxed", 0)
         return out
@@ -35,6 +41,5 @@ def relax_mmff(mol: Chem.Mol, fixed: Iterable[int] = (), max_iters: int = MAX_IT
 
 def relax(mols: Iterable[Chem.Mol], method: str = "none") -> list[Chem.Mol]:
     """``mols`` polished by ``method`` (``"none"``: as they are; ``"mmff"``: :func:`relax_mmff` on each)."""
-    if method not in RELAX_METHODS:
-        raise ValueError(f"unknown relaxation {method!r} (choose from {', '.join(RELAX_METHODS)})")
+    check_method(method)
     return list(mols) if method == "none" else [relax_mmff(m) for m in mols]
