@@ -4,7 +4,8 @@ molecules (stability, validity, diversity, composition), on the shipped QM9 mode
     python benchmarks/noise_scale.py -n 1000 --steps 20 --geometry 300 --threads 1 \\
         1:1 0.3:0.3 0:0.3 0.5:1 --json benchmarks/results/noise_scale.json
 
-Each positional argument is SCALE:FROM[+R] (+R: ``--refine R``, R more network evaluations that move the
+Each positional argument is [S/]SCALE:FROM[+R] (S/: S solver steps instead of ``--steps``, with the default
+sampler for S; +R: ``--refine R``, R more network evaluations that move the
 coordinates to the model's own clean estimate after the chain), i.e. ``moldiff sample --noise-scale SCALE --noise-scale-from FROM``: the
 fresh coordinate noise of the reverse steps from t ≤ FROM·T down is multiplied by SCALE (1:1 is the chain itself).
 Composition is read from the molecules that sanitise: rings per molecule by size, the share of molecules with an
@@ -59,54 +60,64 @@ def qm9_reference_mols(n: int) -> list:
     return _perceived([(r.elements, r.pos) for r in qm9_sample("test", n, 0)], n)
 
 
-def parse_config(config: str) -> tuple[float, float, int]:
-    """SCALE:FROM[+R] as (noise scale, from, refine evaluations)."""
-    noise, _, refine = config.partition("+")
+def parse_config(config: str, steps: int) -> tuple[int, float, float, int]:
+    """[S/]SCALE:FROM[+R] as (solver steps, noise scale, from, refine evaluations); S defaults to ``steps``."""
+    head, _, rest = config.rpartition("/")
+    noise, _, refine = rest.partition("+")
     scale, start = (float(v) for v in noise.split(":"))
-    return scale, start, int(refine or 0)
+    return int(head or steps), scale, start, int(refine or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__, threads=True, seed=0, json=RESULTS / "noise_scale.json")
-    ap.add_argument("configs", nargs="+", metavar="SCALE:FROM[+R]")
+    ap.add_argument("configs", nargs="+", metavar="[S/]SCALE:FROM[+R]")
     ap.add_argument("--checkpoint", help="checkpoint file (default: the shipped 'qm9' model)")
     ap.add_argument("-n", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--geometry", type=int, default=300, help="molecules judged by MMFF94 (the first that sanitise)")
     ap.add_argument("--posebusters", type=int, default=0, help="molecules judged by PoseBusters (0: skip; slow)")
+    ap.add_argument("--xtb", type=int, default=0, help="molecules judged by GFN2-xTB strain (0: skip; slow)")
     ap.add_argument("--batch-size", type=int, default=250)
     args = ap.parse_args(argv)
     set_threads(args.threads)
     info = machine_info()
     gen = load(args.checkpoint) if args.checkpoint else load_pretrained("qm9")
-    solver, spacing = default_sampler(args.steps, gen.chain.T)
     reference = load_reference("qm9")
     runs = []
-    qm9 = qm9_reference_mols(args.geometry)
-    ref_row = {"config": "QM9 (DFT geometries, bonds perceived)", "composition": composition(qm9),
-               "strain": strain_summary(qm9)}
+    qm9 = qm9_reference_mols(max(args.geometry, args.posebusters, args.xtb))
+    ref_row = {"config": "QM9 (DFT geometries, bonds perceived)", "composition": composition(qm9[:args.geometry]),
+               "strain": strain_summary(qm9[:args.geometry])}
     for config in args.configs:
-        scale, start, refine = parse_config(config)
+        steps, scale, start, refine = parse_config(config, args.steps)
+        solver, spacing = default_sampler(steps, gen.chain.T)
         t0 = time.perf_counter()
-        mols = generate(gen, args.n, steps=args.steps, seed=args.seed, batch_size=args.batch_size, spacing=spacing,
+        mols = generate(gen, args.n, steps=steps, seed=args.seed, batch_size=args.batch_size, spacing=spacing,
                         solver=None if solver == "ancestral" else solver, noise_scale=scale, noise_scale_from=start,
                         refine=refine, progress=sys.stderr.isatty())
         seconds = time.perf_counter() - t0
         report = evaluate(mols, reference)["metrics"]
         judged = [m for m in mols if m.GetIntProp("moldiff_valid")]
-        row = {"config": config, "noise_scale": scale, "noise_scale_from": start, "refine": refine,
+        row = {"config": config, "steps": steps, "solver": solver, "spacing": spacing, "noise_scale": scale, "noise_scale_from": start, "refine": refine,
                "n": args.n,
                "sample_seconds": round(seconds, 1), **{k: report[k]["value"] for k in KEYS},
                "composition": composition(mols), "strain": strain_summary(judged[:args.geometry])}
         if args.posebusters:
             from moldiff.chem.posebusters import posebusters_summary
             row["posebusters"] = posebusters_summary(judged[:args.posebusters])
+        if args.xtb:
+            from moldiff.chem.xtb import xtb_summary
+            row["xtb"] = xtb_summary(judged[:args.xtb])
         runs.append(row)
         print({k: row[k] for k in ("config", "sample_seconds", *KEYS)}, row["strain"].get("strain_median"), flush=True)
     if args.posebusters:
         from moldiff.chem.posebusters import posebusters_summary
         ref_row["posebusters"] = posebusters_summary(qm9[:args.posebusters])
-    result = {"model": gen.info, "implicit_h": gen.config.features.implicit_h, "steps": args.steps, "solver": solver, "spacing": spacing, "seed": args.seed,
+    solver, spacing = default_sampler(args.steps, gen.chain.T)
+    if args.xtb:
+        from moldiff.chem.xtb import xtb_summary
+        ref_row["xtb"] = xtb_summary(qm9[:args.xtb])
+    result = {"model": gen.info, "implicit_h": gen.config.features.implicit_h, "steps": args.steps, "solver": solver,
+              "spacing": spacing, "seed": args.seed,
               "threads": torch.get_num_threads(), "runs": runs, "qm9": ref_row,
               "command": command_line(argv, "noise_scale.py")}
     write_json(args.json, result, info=info)
@@ -124,7 +135,7 @@ def markdown(result: dict) -> str:
              f"{result['solver']}, {result['spacing']})", "",
              f"`{result['command']}` — model at step {result['model'].get('step')}; seed {result['seed']}; "
              f"{result['threads']} thread(s). SCALE:FROM = `--noise-scale SCALE --noise-scale-from FROM`; 1:1 is "
-             "the chain itself; +R = `--refine R` (R network evaluations more). Strain: MMFF94 energy drop on relaxation (hydrogens relaxed first), kcal/mol; "
+             "the chain itself; S/ = S solver steps instead; +R = `--refine R` (R network evaluations more). Strain: MMFF94 energy drop on relaxation (hydrogens relaxed first), kcal/mol; "
              "RMSD: heavy atoms, Å. "
              + ("Hydrogens are placed by RDKit (not generated). " if result.get("implicit_h", True)
                 else "Every atom, hydrogens included, is generated. ")
@@ -145,6 +156,11 @@ def markdown(result: dict) -> str:
     row("strain median / p90", [f"{r['strain'].get('strain_median', float('nan')):.2f} / "
                                 f"{r['strain'].get('strain_p90', float('nan')):.1f}" for r in all_rows])
     row("RMSD median", [f"{r['strain'].get('rmsd_median', float('nan')):.3f}" for r in all_rows])
+    if "xtb" in ref:
+        row("GFN2-xTB strain median / p90", [f"{r['xtb'].get('strain_median', float('nan')):.2f} / "
+                                             f"{r['xtb'].get('strain_p90', float('nan')):.1f}" for r in all_rows])
+        row("GFN2-xTB RMSD median", [f"{r['xtb'].get('rmsd_median', float('nan')):.3f}" for r in all_rows])
+        row("judged by GFN2-xTB", [str(r["xtb"].get("judged")) for r in all_rows])
     row("judged by MMFF94", [str(r["strain"].get("judged")) for r in all_rows])
     if "posebusters" in ref:
         row("PoseBusters all pass (%)", [_pct(r["posebusters"].get("all_pass")) + f" (n={r['posebusters']['molecules']})"
@@ -155,6 +171,7 @@ def markdown(result: dict) -> str:
     row("aromatic / acyclic (%)", [f"{_pct(r['composition']['aromatic'])} / {_pct(r['composition']['acyclic'])}"
                                    for r in all_rows])
     row("N share of heavy atoms (%)", [_pct(r["composition"]["elements"].get("N", 0)) for r in all_rows])
+    row("network evaluations", [str(r.get("steps", result["steps"]) + r.get("refine", 0)) for r in runs] + [""])
     row("sampling time (s)", [f"{r['sample_seconds']:.0f}" for r in runs] + [""])
     return "\n".join(lines) + "\n"
 

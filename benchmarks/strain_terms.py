@@ -54,12 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     info = machine_info()
     gen = load(args.checkpoint) if args.checkpoint else load_pretrained("qm9")
-    solver, spacing = default_sampler(args.steps, gen.chain.T)
     rows = []
     first_valid: list = []
     for config in args.configs:
-        scale, start, refine = parse_config(config)
-        mols = generate(gen, args.n, steps=args.steps, seed=args.seed, spacing=spacing,
+        steps, scale, start, refine = parse_config(config, args.steps)
+        solver, spacing = default_sampler(steps, gen.chain.T)
+        mols = generate(gen, args.n, steps=steps, seed=args.seed, spacing=spacing,
                         solver=None if solver == "ancestral" else solver, noise_scale=scale, noise_scale_from=start,
                         refine=refine, progress=sys.stderr.isatty())
         valid = [m for m in mols if m.GetIntProp("moldiff_valid")]
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"config": config, "n": args.n, **term_summary(valid)})
         print(config, {k: round(rows[-1][k]["median"], 2) for k in COLUMNS if rows[-1][k]}, flush=True)
     reference = {"config": "QM9 (DFT geometries)", **term_summary(qm9_reference_mols(args.reference))}
+    solver, spacing = default_sampler(args.steps, gen.chain.T)
     result = {"model": gen.info, "steps": args.steps, "solver": solver, "spacing": spacing, "seed": args.seed,
               "threads": torch.get_num_threads(), "runs": rows, "qm9": reference,
               "command": command_line(argv, "strain_terms.py")}

@@ -68,6 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="PoseBusters' checks for generated molecules (bond lengths and angles, planarity, "
                              "clashes, internal energy) on the first N molecules that sanitise (0, the default: "
                              "skip; seconds per molecule; needs pip install posebusters); with --dataset, of its own geometries")
+    parser.add_argument("--xtb", type=int, default=0, metavar="N",
+                        help="GFN2-xTB strain and heavy-atom RMSD (the MMFF94 protocol with xTB's energies: "
+                             "hydrogens relaxed first, then all; kcal/mol) of the first N molecules that sanitise "
+                             "(0, the default: skip; about a second per molecule; needs pip install tblite ase); "
+                             "with --dataset, of its own geometries")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write all figures to this JSON file")
 
 
@@ -179,6 +184,14 @@ def format_report(result: dict) -> str:
                              f"{m['rmsd_p90']:.3f} Å")
             else:
                 skipped.append(f"  MMFF94 strain: no molecule MMFF94 can judge")
+        elif name == "xtb_strain":
+            if m.get("judged"):
+                lines.append(f"{'GFN2-xTB strain, median / p90':<42} {m['strain_median']:>8.2f} / {m['strain_p90']:.2f} "
+                             f"kcal/mol  ({m['judged']} molecules)")
+                lines.append(f"{'heavy-atom RMSD on xTB relaxing, med / p90':<42} {m['rmsd_median']:>8.3f} / "
+                             f"{m['rmsd_p90']:.3f} Å")
+            else:
+                skipped.append("  GFN2-xTB strain: no molecule xTB can judge")
         elif name == "posebusters":
             if m.get("molecules"):
                 missing = "".join(f"; {c} not computed for {k}" for c, k in m.get("not_computed", {}).items())
@@ -266,8 +279,9 @@ def run(args: argparse.Namespace) -> int:
             result["metrics"]["perception"] = {"skipped": "no molecule has 3D coordinates"}
     n_geometry = getattr(args, "geometry", 0) or 0
     n_busters = getattr(args, "posebusters", 0) or 0
-    if dataset and not files and (n_geometry or n_busters):  # the dataset's own geometries, bonds perceived
-        file_mols = _perceived(structures, max(n_geometry, n_busters))
+    n_xtb = getattr(args, "xtb", 0) or 0
+    if dataset and not files and (n_geometry or n_busters or n_xtb):  # its own geometries, bonds perceived
+        file_mols = _perceived(structures, max(n_geometry, n_busters, n_xtb))
     if n_geometry > 0 and file_mols:
         from moldiff.chem.geometry import strain_summary
         result["metrics"]["mmff_strain"] = dict(strain_summary(_first_judgeable(file_mols, n_geometry)),
@@ -281,6 +295,15 @@ def run(args: argparse.Namespace) -> int:
                                                     definition="PoseBusters, config 'mol' (the posebusters package)")
         except PoseBustersMissing as exc:
             result["metrics"]["posebusters"] = {"skipped": str(exc)}
+    if n_xtb > 0 and file_mols:
+        from moldiff.chem.xtb import XTBMissing, xtb_summary
+        try:
+            result["metrics"]["xtb_strain"] = dict(xtb_summary(_first_judgeable(file_mols, n_xtb)),
+                                                   definition="GFN2-xTB (tblite) with ASE's L-BFGS: hydrogens "
+                                                   "relaxed with heavy atoms fixed, then all; strain = energy drop "
+                                                   "of the second relaxation (kcal/mol), RMSD = heavy atoms (Å)")
+        except XTBMissing as exc:
+            result["metrics"]["xtb_strain"] = {"skipped": str(exc)}
     result["source"] = source
     result["unreadable_records"] = n_errors
     result["reference"] = None if reference is None else reference.name

@@ -38,10 +38,9 @@ class Relaxation:
     heavy: tuple[int, ...]
 
 
-def mmff_relaxation(mol: Chem.Mol, max_iters: int = MAX_ITERS, fixed: Iterable[int] = ()) -> Relaxation | None:
-    """Relax ``mol``'s first conformer as the protocol says (hydrogens added with coordinates when missing),
-    or None when it does not sanitise, has no 3D conformer or MMFF94 lacks parameters for it. ``fixed``:
-    atom indices that stay put in the second relaxation as well."""
+def with_hydrogens(mol: Chem.Mol | None) -> Chem.Mol | None:
+    """A sanitised copy of ``mol`` with its hydrogens explicit (placed by RDKit where missing), or None when it
+    does not sanitise or has no conformer: what every geometry judge starts from."""
     if mol is None or mol.GetNumConformers() == 0:
         return None
     with rdBase.BlockLogs():
@@ -52,6 +51,17 @@ def mmff_relaxation(mol: Chem.Mol, max_iters: int = MAX_ITERS, fixed: Iterable[i
                 work = Chem.AddHs(work, addCoords=True)
         except (ValueError, RuntimeError):
             return None
+    return work
+
+
+def mmff_relaxation(mol: Chem.Mol, max_iters: int = MAX_ITERS, fixed: Iterable[int] = ()) -> Relaxation | None:
+    """Relax ``mol``'s first conformer as the protocol says (hydrogens added with coordinates when missing),
+    or None when it does not sanitise, has no 3D conformer or MMFF94 lacks parameters for it. ``fixed``:
+    atom indices that stay put in the second relaxation as well."""
+    work = with_hydrogens(mol)
+    if work is None:
+        return None
+    with rdBase.BlockLogs():
         props = rdForceFieldHelpers.MMFFGetMoleculeProperties(work)
         if props is None:
             return None
@@ -120,7 +130,11 @@ def strain_terms(mol: Chem.Mol, max_iters: int = MAX_ITERS) -> dict[str, float] 
 
 def strain_summary(mols: Iterable[Chem.Mol | None]) -> dict:
     """Median and 90th percentile of strain and RMSD over the molecules MMFF94 can judge, with counts."""
-    results = [mmff_strain(m) for m in mols]
+    return summarise([mmff_strain(m) for m in mols])
+
+
+def summarise(results: list[Strain | None]) -> dict:
+    """Median and 90th percentile of strain and RMSD over the judged molecules (not None), with counts."""
     judged = [r for r in results if r is not None]
     out = {"molecules": len(results), "judged": len(judged)}
     if judged:

@@ -144,3 +144,15 @@ def test_posebusters_figures_rank_a_distorted_conformer_below_a_relaxed_one(tmp_
     assert busters["molecules"] == 2 and busters["all_pass"] == 0.5 and busters["per_check"]["bond_lengths"] == 0.5
     strain = json.loads(out.read_text())["metrics"]["mmff_strain"]
     assert strain["judged"] == 2 and strain["strain_p90"] > 10  # the distorted copy is strained
+
+
+def test_xtb_figures_come_with_evaluate(tmp_path, capsys):
+    """--xtb N: GFN2-xTB strain of the first N sanitising molecules, reported and written to the JSON."""
+    if any(importlib.util.find_spec(p) is None for p in ("tblite", "ase")):
+        pytest.skip("tblite or ase not installed")
+    path, out = tmp_path / "mols.sdf", tmp_path / "report.json"
+    write_molecules([embed(s)[2] for s in ["CCO", "CC(=O)O"]], path)
+    assert run(parse(path, "--reference", "none", "--geometry", "0", "--xtb", "2", "--json", out)) == 0
+    assert "GFN2-xTB strain, median / p90" in capsys.readouterr().out
+    xtb = json.loads(out.read_text())["metrics"]["xtb_strain"]
+    assert xtb["molecules"] == 2 and xtb["judged"] == 2 and xtb["strain_median"] >= 0
