@@ -6,7 +6,7 @@ markdown table), from the JSON files of ``benchmarks/quality.py`` (1,000 molecul
       python benchmarks/quality.py -n 1000 --steps $steps --spacing quadratic $extra --threads 1 \\
           --json benchmarks/results/few_step_curve_$solver.json
     done
-    python benchmarks/few_step_plot.py
+    python benchmarks/few_step_plot.py --geometry-json benchmarks/results/{refine,refine_le20_short,refine_le20,geometry_table}.json
 
 Every run of every input file is one point, grouped by its sampler (solver and step spacing); the 1,000-step
 chain on the same seeds is the dashed line, with the issue's ±1-point band. The optional geometry panel reads
@@ -46,14 +46,19 @@ def points(paths: list[Path]) -> dict[str, list[tuple[int, dict]]]:
 
 
 def geometry_points(paths: list[Path]) -> tuple[list[tuple[int, float, str]], float | None]:
-    """(evaluations, median strain, config) of noise_scale.py rows, and QM9's median strain."""
-    rows, ref = [], None
-    for path in paths:
+    """(evaluations, median strain, label: S/config and molecule stability) of noise_scale.py rows, and QM9's
+    median strain."""
+    rows, ref = {}, None
+    for path in paths:  # a configuration in several files: the last file's row
         d = json.loads(path.read_text())
         ref = d["qm9"]["strain"].get("strain_median", ref)
         for r in d["runs"]:
-            rows.append((r.get("steps", d["steps"]) + r.get("refine", 0), r["strain"]["strain_median"], r["config"]))
-    return sorted(rows), ref
+            steps = r.get("steps", d["steps"])
+            label = f"{r['config'] if '/' in r['config'] else f'{steps}/' + r['config']} " \
+                    f"({100 * r['molecule_stability']:.1f} %)"
+            rows[(steps, r["config"].split("/")[-1])] = (steps + r.get("refine", 0), r["strain"]["strain_median"],
+                                                         label)
+    return sorted(rows.values()), ref
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             ax.axhline(qm9_strain, color="k", ls="--", lw=1, label="QM9 DFT geometries")
             ax.axhline(1.5 * qm9_strain, color="k", ls=":", lw=1, label="1.5 × QM9")
         ax.set_xlabel("network evaluations (solver steps + refinement)")
-        ax.set_ylabel("MMFF94 strain, median (kcal/mol)")
+        ax.set_ylabel("MMFF94 strain median (kcal/mol)")
+        ax.set_title("label: S/config (molecule stability)", fontsize=8)
         ax.legend(fontsize=7)
     fig.suptitle("Shipped QM9 model: 1,000 molecules per point, seed 0 (hydrogens placed by RDKit)", fontsize=9)
     fig.tight_layout()
