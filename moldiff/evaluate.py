@@ -168,6 +168,9 @@ def write_json(data: dict, path: Path) -> None:
     atomic_write(path, (json.dumps(_jsonable(data), indent=2) + "\n").encode())
 
 
+STRAIN_JUDGES = {"mmff_strain": "MMFF94", "xtb_strain": "GFN2-xTB"}  # metric → the force field in its report lines
+
+
 def format_report(result: dict) -> str:
     """Readable table of an ``evaluate`` result."""
     lines = [f"{'metric':<42} {'value':>10}  {'95 % interval':<18} {'count':>15}"]
@@ -176,22 +179,15 @@ def format_report(result: dict) -> str:
         label = LABELS.get(name, name)
         if "skipped" in m:
             skipped.append(f"  {label}: {m['skipped']}")
-        elif name == "mmff_strain":
+        elif name in STRAIN_JUDGES:
+            judge = STRAIN_JUDGES[name]
             if m.get("judged"):
-                lines.append(f"{'MMFF94 strain, median / p90':<42} {m['strain_median']:>8.2f} / {m['strain_p90']:.2f} "
-                             f"kcal/mol  ({m['judged']} molecules)")
-                lines.append(f"{'heavy-atom RMSD on relaxing, median / p90':<42} {m['rmsd_median']:>8.3f} / "
+                lines.append(f"{judge + ' strain, median / p90':<42} {m['strain_median']:>8.2f} / "
+                             f"{m['strain_p90']:.2f} kcal/mol  ({m['judged']} molecules)")
+                lines.append(f"{'  heavy-atom RMSD on relaxing, median / p90':<42} {m['rmsd_median']:>8.3f} / "
                              f"{m['rmsd_p90']:.3f} Å")
             else:
-                skipped.append(f"  MMFF94 strain: no molecule MMFF94 can judge")
-        elif name == "xtb_strain":
-            if m.get("judged"):
-                lines.append(f"{'GFN2-xTB strain, median / p90':<42} {m['strain_median']:>8.2f} / {m['strain_p90']:.2f} "
-                             f"kcal/mol  ({m['judged']} molecules)")
-                lines.append(f"{'heavy-atom RMSD on xTB relaxing, med / p90':<42} {m['rmsd_median']:>8.3f} / "
-                             f"{m['rmsd_p90']:.3f} Å")
-            else:
-                skipped.append("  GFN2-xTB strain: no molecule xTB can judge")
+                skipped.append(f"  {judge} strain: no molecule {judge} can judge")
         elif name == "posebusters":
             if m.get("molecules"):
                 missing = "".join(f"; {c} not computed for {k}" for c, k in m.get("not_computed", {}).items())
