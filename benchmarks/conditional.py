@@ -30,7 +30,7 @@ from moldiff.data.store import MoleculeDataset, make_data
 from moldiff.elements import atomic_number
 from moldiff.pretrained import resolve_model
 from moldiff.quality import summarise
-from moldiff.sampling import DEFAULT_GUIDANCE, draw_size, generate, molecule_seed
+from moldiff.sampling import default_guidance, draw_size, generate, molecule_seed
 
 import property_judge as pj
 from common import RESULTS, command_line, parser, set_threads, write_json, write_text
@@ -125,7 +125,8 @@ def main(argv=None) -> int:
     ap.add_argument("--spacing", default="quadratic")
     ap.add_argument("--batch-size", type=int, default=250)
     ap.add_argument("--properties", default=",".join(pj.NAMES))
-    ap.add_argument("--guidance", default=f"{DEFAULT_GUIDANCE:g}", help="comma-separated guidance weights (default: the sampler's)")
+    ap.add_argument("--guidance", default="default", help="comma-separated guidance weights; 'default': each "
+                    "property's measured default (moldiff.guidance)")
     ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--no-baselines", action="store_true", help="skip the judge's baseline rows (quick runs)")
     args = ap.parse_args(argv)
@@ -138,8 +139,10 @@ def main(argv=None) -> int:
     rows = []
     for name in args.properties.split(","):
         targets = data["properties"][name][judge_half].numpy()[rng.randint(len(judge_half), size=args.n)]
-        for w in [float(x) for x in args.guidance.split(",")]:
-            rows.append(run_property(gen, judge, name, targets, args, w, args.seed))
+        for setting in args.guidance.split(","):
+            w = default_guidance({name: 0.0}) if setting == "default" else float(setting)
+            rows.append({**run_property(gen, judge, name, targets, args, w, args.seed),
+                         "setting": setting if setting == "default" else f"{w:g}"})
             print(rows[-1], flush=True)
     base = {} if args.no_baselines else baselines(data, judge, args.seed)
     judge_info = pj.load_checkpoint(pj.RUN / "judge.pt")["judge"]
@@ -156,12 +159,15 @@ def main(argv=None) -> int:
     units = {r["property"]: r["unit"] for r in rows}
     lines = ["| row | guidance | " + " | ".join(f"{n} ({units[n]})" for n in names) + " |",
              "|---|---|" + "---|" * len(names)]
-    for w in dict.fromkeys(r["guidance"] for r in rows):
-        by = {r["property"]: r for r in rows if r["guidance"] == w}
-        lines.append(f"| moldiff {args.model} (MAE) | {w:g} | " + " | ".join(f"{by[n]['mae']:.3g}" for n in names) + " |")
-        lines.append(f"| its samples: validity / mol. stab. (%) | {w:g} | " + " | ".join(
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        by = {r["property"]: r for r in rows if r["setting"] == setting}
+        if setting == "default":
+            lines.append("| guidance weight (each property's default) | | " + " | ".join(
+                f"{by[n]['guidance']:g}" for n in names) + " |")
+        lines.append(f"| moldiff {args.model} (MAE) | {setting} | " + " | ".join(f"{by[n]['mae']:.3g}" for n in names) + " |")
+        lines.append(f"| its samples: validity / mol. stab. (%) | {setting} | " + " | ".join(
             f"{100 * by[n]['validity']:.1f} / {100 * by[n]['molecule_stability']:.1f}" for n in names) + " |")
-        lines.append(f"| its samples: Spearman(requested, judged) | {w:g} | " + " | ".join(
+        lines.append(f"| its samples: Spearman(requested, judged) | {setting} | " + " | ".join(
             f"{by[n]['spearman_requested_vs_judged']:.2f}" for n in names) + " |")
     for label, table in list(base.items()) + list(PUBLISHED.items()):
         lines.append(f"| {label} | | " + " | ".join(f"{table[n]:.3g}" for n in names) + " |")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from moldiff.diffusion.grids import AUTO, DEFAULT_NOISE_SCALE, DEFAULT_NOISE_SCALE_FROM, SOLVERS, SPACINGS, default_sampler
+from moldiff.guidance import guidance_help
 
 EXIT_USAGE = 2  # usage errors and bad input
 EXIT_FAILURE = 1  # a run that failed (I/O errors, a diverged training run)
@@ -233,7 +234,8 @@ def add_sample(sub) -> None:
                         "alpha (Bohr^3), gap, homo, lumo (Hartree), mu (Debye) and Cv (cal/(mol K)), QM9's units, "
                         "e.g. --condition gap=0.25 --condition mu=2.5")
     p.add_argument("--guidance", type=float, metavar="W", help="classifier-free guidance weight of --condition "
-                   "(default 4.0, measured: benchmarks/results/conditional_guidance_*; 0: the conditional model alone)")
+                   f"({guidance_help()}; measured: benchmarks/results/conditional_guidance_all.md; "
+                   "0: the conditional model alone)")
     p.add_argument("--batch-size", type=int, default=250, help="molecules per batch (250)")
     p.add_argument("--bf16", action="store_true",
                    help="bf16 matrix multiplies in the network (coordinates stay fp32): about 1.6× faster on "

@@ -11,6 +11,7 @@ import torch
 
 from moldiff.data.store import complete_pairs
 from moldiff.diffusion.chain import DiffusionChain, StepOutput, sample_noise
+from moldiff.guidance import DEFAULT_GUIDANCE, GUIDANCE_BY_PROPERTY, default_guidance  # noqa: F401 (re-exported)
 from moldiff.hooks import Hook
 from moldiff.model import Generator
 from moldiff.representation import decode
@@ -22,7 +23,6 @@ if TYPE_CHECKING:  # RDKit is needed to decode molecules, not to run the chain (
 MAX_ATOMS = 200
 MAX_ATTEMPTS = 3  # draws of one molecule whose chain went to NaN/inf before it is dropped
 SOLVERS = (None, "dpm2m", "sde-dpm2m")  # None: the chain's own step (ancestral, or DDIM with deterministic=True)
-DEFAULT_GUIDANCE = 4.0  # classifier-free guidance weight of conditional sampling (benchmarks/conditional.py)
 SIZE_STREAM = -1  # the "attempt" of molecule_seed that seeds a molecule's size (redraws keep their size)
 
 NoiseFn = Callable[[State, Graph], State]
@@ -393,7 +393,7 @@ def generate_batches(gen: Generator, n: int, *, steps: int | None = None, seed: 
 def conditioned(gen: Generator, request: Mapping[str, float] | None, n: int, guidance: float | None = None,
                 warn: Callable[[str], None] | None = None) -> tuple[Generator, dict]:
     """A conditional model set up for a request (property → value, in the data's units): the generator with
-    classifier-free guidance of weight ``guidance`` (default :data:`DEFAULT_GUIDANCE`) and the
+    classifier-free guidance of weight ``guidance`` (default :func:`default_guidance` of the request) and the
     :func:`generate_batches` arguments of ``n`` molecules (``cond``, and ``size_hist`` = p(N | request)).
     Unknown properties and non-finite values raise ValueError; values outside the training range are passed
     to ``warn``. An empty request samples the model unconditioned."""
@@ -404,7 +404,7 @@ def conditioned(gen: Generator, request: Mapping[str, float] | None, n: int, gui
         return gen, {}
     for message in check_request(request, names, gen.stats.properties):
         (warn or (lambda m: None))(message)
-    w = DEFAULT_GUIDANCE if guidance is None else float(guidance)
+    w = default_guidance(request) if guidance is None else float(guidance)
     if not math.isfinite(w) or w < 0:
         raise ValueError(f"--guidance must be a number ≥ 0, got {guidance}")
     cond = encode(request_values(request, names), gen.stats.properties, names).repeat(n, 1)

@@ -203,10 +203,3 @@ def test_bad_conditions_are_one_line_errors(tmp_path, capsys, argv, message):
     assert message in err and not out.exists()
 
 
-def test_guidance_default_in_help_is_the_samplers():
-    from moldiff.cli import build_parser
-    from moldiff.sampling import DEFAULT_GUIDANCE
-
-    sample = build_parser()._subparsers._group_actions[0].choices["sample"]
-    (action,) = [a for a in sample._actions if a.dest == "guidance"]
-    assert f"default {DEFAULT_GUIDANCE:g}" in action.help
