@@ -28,9 +28,10 @@ from moldiff.chem.metrics import evaluate
 from moldiff.conditioning import Guided, encode, size_histogram
 from moldiff.data.store import MoleculeDataset, make_data
 from moldiff.elements import atomic_number
+from moldiff.guidance import default_guidance
 from moldiff.pretrained import resolve_model
 from moldiff.quality import summarise
-from moldiff.sampling import default_guidance, draw_size, generate, molecule_seed
+from moldiff.sampling import draw_size, generate, molecule_seed
 
 import property_judge as pj
 from common import RESULTS, command_line, parser, set_threads, write_json, write_text

@@ -38,7 +38,7 @@ def sample(n: int, model: Generator | str | Path = "qm9", *, steps: int | None =
     ``condition`` asks a conditional model (``"qm9-cond"``) for property values, any subset of its properties
     in the data's units (QM9: alpha Bohr³, gap/homo/lumo Hartree, mu Debye, Cv cal/(mol K)), e.g.
     ``{"gap": 0.25}``; ``guidance`` is the classifier-free guidance weight (default per property,
-    measured: :func:`moldiff.sampling.default_guidance`). A value outside the training range is a warning.
+    measured: :func:`moldiff.guidance.default_guidance`). A value outside the training range is a warning.
 
     Each ``Mol`` has a 3D conformer and the property ``moldiff_valid``; with ``keep_invalid=False``
     samples RDKit cannot sanitise are left out (so fewer than ``n`` may come back). A progress bar shows on

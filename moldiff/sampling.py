@@ -11,7 +11,7 @@ import torch
 
 from moldiff.data.store import complete_pairs
 from moldiff.diffusion.chain import DiffusionChain, StepOutput, sample_noise
-from moldiff.guidance import DEFAULT_GUIDANCE, GUIDANCE_BY_PROPERTY, default_guidance  # noqa: F401 (re-exported)
+from moldiff.guidance import default_guidance
 from moldiff.hooks import Hook
 from moldiff.model import Generator
 from moldiff.representation import decode

@@ -201,5 +201,3 @@ def test_bad_conditions_are_one_line_errors(tmp_path, capsys, argv, message):
     out = tmp_path / "o.sdf"
     err = one_line_error(capsys, main(["sample", "-n", "2", "--steps", "2", "-o", str(out), *argv]))
     assert message in err and not out.exists()
-
-
