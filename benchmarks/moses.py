@@ -119,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=Path, help="score this file of samples (from --sdf) instead of sampling")
     args = ap.parse_args(argv)
     set_threads(args.threads)
+    try:  # before sampling: a missing dependency is a one-line error, not a traceback after the samples
+        moses = import_moses()
+    except ImportError as err:
+        print(f"benchmarks/moses.py: MOSES' metric code cannot be imported ({err}); "
+              "pip install --no-deps molsets && pip install scipy fcd_torch posebusters", file=sys.stderr)
+        return 2
     info = machine_info()
     gen = load(resolve_model(args.model))
     start = time.perf_counter()
@@ -135,7 +141,6 @@ def main(argv: list[str] | None = None) -> int:
         from moldiff.chem.io import write_molecules
         write_molecules(mols, args.sdf)
     smiles = [smiles_of(m) for m in mols]
-    moses = import_moses()
     start = time.perf_counter()
     if any(Chem.MolFromSmiles(s) is not None for s in smiles):
         metrics = moses.get_all_metrics(smiles, n_jobs=1, device="cpu", batch_size=256)
