@@ -122,9 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     try:  # before sampling: a missing dependency is a one-line error, not a traceback after the samples
         moses = import_moses()
     except ImportError as err:
-        print(f"benchmarks/moses.py: MOSES' metric code cannot be imported ({err}); "
-              "pip install --no-deps molsets && pip install scipy fcd_torch posebusters", file=sys.stderr)
-        return 2
+        raise SystemExit(f"MOSES' metric code cannot be imported ({err}): pip install --no-deps molsets "
+                         "&& pip install scipy fcd_torch posebusters") from None
     info = machine_info()
     gen = load(resolve_model(args.model))
     start = time.perf_counter()

@@ -5,7 +5,7 @@ trend projects: PNG + JSON.
         data/campaign/moses-cool/metrics.jsonl --benchmarks benchmarks/results/moses.json \\
         benchmarks/results/moses_step23893_4000.json benchmarks/results/moses_step39368_1000.json \\
         benchmarks/results/moses_step54689_1000.json benchmarks/results/moses_cool_step60327_1000.json \\
-        benchmarks/results/moses_cool_step64500_1000.json
+        benchmarks/results/moses_cool_step64500_1000.json benchmarks/results/moses_cool_step72000_1000.json
 
 Two kinds of points. (1) The runs' own scoring during training (``metrics.jsonl`` of the constant-rate trunk and
 of each branch that continues it, e.g. a cool-down, drawn as separate lines: 100 molecules, 100 uniform steps,
